@@ -1,0 +1,187 @@
+"""What every impl optimizer shares: validation, lazy state, and the path dispatch.
+
+Subclasses declare their state and write ``_update`` once, in terms of ``impl._ops``; this class
+decides whether it runs per parameter (``FOR_LOOP``) or per (device, dtype) bucket (``FOREACH``),
+exactly where torch.optim would take its for-loop or foreach path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+from torch import Tensor
+from torch.optim import Optimizer
+from torch.optim.optimizer import _default_to_fused_or_foreach
+
+from impl._ops import FOR_LOOP, FOREACH, Ops
+
+# torch.optim flags whose code paths are not written here. Accepting them and running the
+# for-loop path would silently change numerics (fused) or semantics (differentiable).
+UNSUPPORTED_FLAGS = ("fused", "capturable", "differentiable")
+
+
+def scalar_dtype() -> torch.dtype:
+    """The dtype of torch's ``step`` tensors: float64 only under a float64 default dtype."""
+    return torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32
+
+
+def new_step() -> Tensor:
+    return torch.tensor(0.0, dtype=scalar_dtype())
+
+
+def check_tensor_lr(lr) -> None:
+    if isinstance(lr, Tensor) and lr.numel() != 1:
+        raise ValueError("Tensor lr must be 1-element")
+
+
+def check_fused_combinations(name: str, *, fused, foreach, differentiable) -> None:
+    """torch's own errors for contradictory flags, raised before ours so the messages match."""
+    if fused and differentiable:
+        raise RuntimeError("`fused` does not support `differentiable`")
+    if fused and foreach:
+        raise RuntimeError("`fused` and `foreach` cannot be `True` together.")
+
+
+def to_scalar(x):
+    """torch's ``_to_scalar``: a one-element tensor hyperparameter becomes 0-d, floats stay."""
+    if isinstance(x, Tensor) and x.dim() != 0:
+        return x.squeeze()
+    return x
+
+
+def _as_real(t):
+    return torch.view_as_real(t) if t is not None and t.is_complex() else t
+
+
+def _buckets(params: list[Tensor]) -> Iterable[list[int]]:
+    by_device_and_dtype: dict[tuple[torch.device, torch.dtype], list[int]] = {}
+    for i, p in enumerate(params):
+        by_device_and_dtype.setdefault((p.device, p.dtype), []).append(i)
+    return by_device_and_dtype.values()
+
+
+class VerifiedOptimizer(Optimizer):
+    """Base class: a ``torch.optim.Optimizer`` whose subclasses write their math once."""
+
+    #: Complex parameters are updated through ``view_as_real`` (torch does this for all but SGD).
+    complex_as_real = True
+    #: Message of the RuntimeError for a sparse gradient, or None if sparse gradients are allowed.
+    sparse_error: str | None = None
+    #: Group keys that checkpoints from older torch versions may lack, with torch's fill-ins.
+    group_fill_ins: dict = {}
+
+    # -- subclass interface -------------------------------------------------------------------
+    def _state_keys(self, group: dict) -> tuple[str, ...]:
+        """State entries ``_update`` receives, as lists aligned with the params."""
+        raise NotImplementedError
+
+    def _init_state(self, group: dict, p: Tensor, state: dict) -> None:
+        """Fill a parameter's empty state on its first step with a gradient (default: nothing;
+        SGD's momentum buffer is born inside its first update, from the gradient)."""
+
+    def _update(self, ops: Ops, group: dict, params, grads, state: dict[str, list]) -> None:
+        raise NotImplementedError
+
+    def _check_grads(self, group: dict, grads: list[Tensor]) -> None:
+        if self.sparse_error is not None and any(g.is_sparse for g in grads):
+            raise RuntimeError(self.sparse_error)
+
+    # -- torch.optim.Optimizer ----------------------------------------------------------------
+    def add_param_group(self, param_group: dict) -> None:
+        _reject_unsupported_flags(type(self).__name__, {**self.defaults, **param_group})
+        super().add_param_group(param_group)
+
+    def __setstate__(self, state: dict) -> None:
+        super().__setstate__(state)
+        for group in self.param_groups:
+            for key, value in self.group_fill_ins.items():
+                group.setdefault(key, value)
+            for p in group["params"]:
+                p_state = self.state.get(p, {})
+                if "step" in p_state and not torch.is_tensor(p_state["step"]):
+                    p_state["step"] = torch.tensor(float(p_state["step"]), dtype=scalar_dtype())
+
+    def step(self, closure=None):
+        """Perform a single optimization step.
+
+        Args:
+            closure (Callable, optional): A closure that reevaluates the model and returns the
+                loss.
+        """
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+
+        work = [
+            (group, [p for p in group["params"] if p.grad is not None])
+            for group in self.param_groups
+        ]
+        # Validate everything before touching anything: a bad group must not leave earlier
+        # groups stepped and later ones not (torch raises mid-loop; we raise first).
+        for group, params in work:
+            _reject_unsupported_flags(type(self).__name__, group)
+            self._check_grads(group, [p.grad for p in params])
+
+        with torch.no_grad():
+            for group, params in work:
+                if params:
+                    self._step_group(group, params)
+        return loss
+
+    # -- dispatch -----------------------------------------------------------------------------
+    def _step_group(self, group: dict, params: list[Tensor]) -> None:
+        keys = self._state_keys(group)
+        if keys:  # stateless groups (SGD without momentum) must leave self.state empty, as torch
+            for p in params:
+                if len(self.state[p]) == 0:
+                    self._init_state(group, p, self.state[p])
+        grads = [p.grad for p in params]
+        state = {key: [self.state[p].get(key) for p in params] for key in keys}
+
+        foreach = group["foreach"]
+        if foreach is None:
+            _, foreach = _default_to_fused_or_foreach(params, differentiable=False, use_fused=False)
+        if foreach and not any(g.is_sparse for g in grads):
+            for idx in _buckets(params):
+                self._run(
+                    FOREACH,
+                    group,
+                    [params[i] for i in idx],
+                    [grads[i] for i in idx],
+                    {key: [values[i] for i in idx] for key, values in state.items()},
+                )
+        else:
+            for i in range(len(params)):
+                self._run(
+                    FOR_LOOP,
+                    group,
+                    [params[i]],
+                    [grads[i]],
+                    {key: [values[i]] for key, values in state.items()},
+                )
+
+    def _run(self, ops: Ops, group: dict, params, grads, state: dict[str, list]) -> None:
+        owners = params
+        # torch's sparse branches work on the complex tensors themselves.
+        if self.complex_as_real and not any(g.is_sparse for g in grads):
+            params = [_as_real(p) for p in params]
+            grads = [_as_real(g) for g in grads]
+            state = {key: [_as_real(t) for t in values] for key, values in state.items()}
+        self._update(ops, group, params, grads, state)
+        # Entries an update creates (SGD's first momentum buffer) become the parameter's state.
+        for key, values in state.items():
+            for p, value in zip(owners, values):
+                if value is not None and key not in self.state[p]:
+                    self.state[p][key] = value
+
+
+def _reject_unsupported_flags(name: str, group: dict) -> None:
+    for flag in UNSUPPORTED_FLAGS:
+        if group.get(flag):
+            raise NotImplementedError(
+                f"impl.{name} does not implement {flag}=True: only the for-loop path "
+                f"(foreach=False/None) and the foreach path (foreach=True) are written and "
+                f"verified here. Use torch.optim.{name} for {flag}=True."
+            )

@@ -1,0 +1,54 @@
+"""Sessions: ``tests`` (unit tests), ``conformance`` (the CPU x CUDA matrix), ``lint``.
+
+Every session installs torch through ``constraints.txt`` so that pip takes the
+torch 2.13.0 build the parity claims were measured against (on these machines a
+local CPU wheel) instead of resolving a multi-GB CUDA build.  Anything after
+``--`` goes to pytest.
+"""
+
+import os
+
+import nox
+
+nox.options.default_venv_backend = "virtualenv"  # uv ignores the local torch wheel
+nox.options.sessions = ["tests", "conformance", "lint"]
+nox.options.reuse_existing_virtualenvs = True
+
+PYTHON = "3.11"
+CONSTRAINTS = ("-c", "constraints.txt")
+# Two xdist workers on two cores: one BLAS/OpenMP thread each avoids oversubscription.
+SINGLE_THREADED = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+def _install(session: nox.Session, extras: str) -> None:
+    session.install(*CONSTRAINTS, "-e", f".[{extras}]")
+
+
+@nox.session(python=PYTHON)
+def tests(session: nox.Session) -> None:
+    """Unit tests of impl, specs and conformance (including the planted-bug meta-tests)."""
+    _install(session, "harness,plot")
+    session.run("pytest", "tests", "-n", "auto", *session.posargs, env=SINGLE_THREADED)
+
+
+@nox.session(python=PYTHON)
+@nox.parametrize("device", ["cpu", "cuda"])
+def conformance(session: nox.Session, device: str) -> None:
+    """Property checks of every registry entry on one device: impl vs torch.optim, spec, invariants."""
+    _install(session, "harness,plot")
+    session.run(
+        "pytest",
+        "conformance",
+        "-n",
+        "auto",
+        f"--device={device}",
+        *session.posargs,
+        env=SINGLE_THREADED,
+    )
+
+
+@nox.session(python=PYTHON)
+def lint(session: nox.Session) -> None:
+    session.install("ruff")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
