@@ -6,8 +6,6 @@ local CPU wheel) instead of resolving a multi-GB CUDA build.  Anything after
 ``--`` goes to pytest.
 """
 
-import os
-
 import nox
 
 nox.options.default_venv_backend = "virtualenv"  # uv ignores the local torch wheel
@@ -34,7 +32,7 @@ def tests(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 @nox.parametrize("device", ["cpu", "cuda"])
 def conformance(session: nox.Session, device: str) -> None:
-    """Property checks of every registry entry on one device: impl vs torch.optim, spec, invariants."""
+    """Every registry entry on one device: impl vs torch.optim, vs its spec, and invariants."""
     _install(session, "harness,plot")
     session.run(
         "pytest",

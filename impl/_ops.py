@@ -1,7 +1,7 @@
 """The vocabulary every update rule is written in: elementwise ops over lists of tensors.
 
-Each algorithm in ``impl`` is one function of ``(ops, params, grads, state lists, hyperparameters)``.
-The execution path is the ``ops`` argument, so the math exists once:
+Each algorithm in ``impl`` is one function of ``(ops, params, grads, state lists, hyper-
+parameters)``. The execution path is the ``ops`` argument, so the math exists once:
 
 * ``FOR_LOOP`` calls the same per-tensor kernels as torch's single-tensor path. The base class calls
   the update once per parameter with one-element lists, so at most one parameter's temporaries are
@@ -16,13 +16,12 @@ untouched, so a tensor ``lr`` rounds exactly where torch's own code rounds it.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Union
 
 import torch
 from torch import Tensor
 
-Scalar = Union[float, int, Tensor]
-ScalarOrPerTensor = Union[Scalar, list]
+Scalar = float | int | Tensor
+ScalarOrPerTensor = Scalar | list
 
 
 def _per_tensor(value: ScalarOrPerTensor, count: int) -> Sequence:
@@ -173,9 +172,9 @@ class ForeachOps:
 
 FOR_LOOP = ForLoopOps()
 FOREACH = ForeachOps()
-Ops = Union[ForLoopOps, ForeachOps]
+Ops = ForLoopOps | ForeachOps
 
 
 def step_counts(steps: Sequence[Tensor]) -> list[float]:
-    """Each parameter's step as a Python double: torch does its bias-correction scalars in doubles."""
+    """Each parameter's step as a Python double, where torch does its bias-correction scalars."""
     return [step.item() for step in steps]

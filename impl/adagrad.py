@@ -68,8 +68,9 @@ class Adagrad(VerifiedOptimizer):
 
     .. math::
        \begin{aligned}
-            &\textbf{input}: \gamma \text{ (lr)}, \theta_0, f(\theta), \lambda \text{ (weight decay)},
-                \tau \text{ (initial accumulator value)}, \eta \text{ (lr decay)}, \epsilon,
+            &\textbf{input}: \gamma \text{ (lr)}, \theta_0, f(\theta),
+                \lambda \text{ (weight decay)}, \tau \text{ (initial accumulator value)},
+                \eta \text{ (lr decay)}, \epsilon,
                 \textit{maximize} \\
             &\textbf{initialize}: \textit{sum}_0 \leftarrow \tau \\
             &\textbf{for}\ t = 1, 2, \ldots\ \textbf{do} \\

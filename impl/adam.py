@@ -97,9 +97,9 @@ class Adam(VerifiedOptimizer):
     \frac{m_t}{\sqrt{v_t}/\sqrt{1-\beta_2^t} + \epsilon}` (equal to the box: ``specs`` proves it),
     with :math:`m_t` updated as ``lerp(m, g, 1 - beta1)``.
 
-    Against the seed post: the same rule (it bias-corrects with the incremented ``t`` and adds eps
-    outside the square root), but its defaults are ``lr=0.01`` where torch's are ``lr=1e-3``, and its
-    ``beta1*v + (1-beta1)*g`` rounds differently from ``lerp``.
+    Against the seed post: the same rule (it bias-corrects with the incremented ``t`` and adds
+    eps outside the square root), but its default is ``lr=0.01`` where torch's is ``lr=1e-3``,
+    and its ``beta1*v + (1-beta1)*g`` rounds differently from ``lerp``.
 
     Complex parameters are updated through ``view_as_real``. ``fused``, ``capturable`` and
     ``differentiable`` raise ``NotImplementedError``. Sparse gradients raise as in torch.

@@ -68,7 +68,8 @@ class RMSprop(VerifiedOptimizer):
             &\quad \textbf{if}\ \textit{centered}:\ g^{ave}_t \leftarrow \alpha g^{ave}_{t-1}
                 + (1 - \alpha) g_t,\ \tilde v_t \leftarrow v_t - (g^{ave}_t)^2 \\
             &\quad \textbf{if}\ \mu > 0:\ b_t \leftarrow \mu b_{t-1}
-                + g_t / (\sqrt{\tilde v_t} + \epsilon),\ \theta_t \leftarrow \theta_{t-1} - \gamma b_t \\
+                + g_t / (\sqrt{\tilde v_t} + \epsilon),
+                \ \theta_t \leftarrow \theta_{t-1} - \gamma b_t \\
             &\quad \textbf{else}:\ \theta_t \leftarrow \theta_{t-1}
                 - \gamma\, g_t / (\sqrt{\tilde v_t} + \epsilon) \\
        \end{aligned}

@@ -68,12 +68,13 @@ class SGD(VerifiedOptimizer):
             &\quad \theta_t \leftarrow \theta_{t-1} - \gamma g_t \\
        \end{aligned}
 
-    Against the seed post: its ``GD`` is ``SGD(lr)``; ``MomentumGD`` (:math:`v \leftarrow \mu v + g`)
-    is ``SGD(lr, momentum=mu)``, equal because dampening defaults to 0 and the seed's zero-initialised
-    buffer gives :math:`v_1 = g_1` too; ``NesterovGD`` is ``SGD(lr, momentum=mu, nesterov=True)``,
-    whose iterate is the look-ahead point :math:`\theta' = \theta - \gamma\mu v` of the Sutskever
-    form (proved in ``specs``). The seed writes :math:`x - lr \cdot g` with two roundings; here, as in
-    torch, :math:`\theta - \gamma g` is one fused multiply-add.
+    Against the seed post: its ``GD`` is ``SGD(lr)``; ``MomentumGD``
+    (:math:`v \leftarrow \mu v + g`) is ``SGD(lr, momentum=mu)``, equal because dampening defaults
+    to 0 and the seed's zero-initialised buffer gives :math:`v_1 = g_1` too; ``NesterovGD`` is
+    ``SGD(lr, momentum=mu, nesterov=True)``, whose iterate is the look-ahead point
+    :math:`\theta' = \theta - \gamma\mu v` of the Sutskever form (proved in ``specs``). The seed
+    writes :math:`x - lr \cdot g` with two roundings; here, as in torch, :math:`\theta - \gamma g`
+    is one fused multiply-add.
 
     Complex parameters use complex arithmetic (no ``view_as_real``), as in torch. Sparse gradients
     are supported. ``fused=True`` and ``differentiable=True`` raise ``NotImplementedError``.
