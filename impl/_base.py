@@ -14,7 +14,7 @@ from torch import Tensor
 from torch.optim import Optimizer
 from torch.optim.optimizer import _default_to_fused_or_foreach
 
-from impl._ops import FOR_LOOP, FOREACH, Ops
+from impl._ops import FOR_LOOP, FOREACH, Ops, _as_real
 
 # torch.optim flags whose code paths are not written here. Accepting them and running the
 # for-loop path would silently change numerics (fused) or semantics (differentiable).
@@ -50,10 +50,6 @@ def to_scalar(x):
     return x
 
 
-def _as_real(t):
-    return torch.view_as_real(t) if t is not None and t.is_complex() else t
-
-
 def _buckets(params: list[Tensor]) -> Iterable[list[int]]:
     by_device_and_dtype: dict[tuple[torch.device, torch.dtype], list[int]] = {}
     for i, p in enumerate(params):
@@ -64,7 +60,8 @@ def _buckets(params: list[Tensor]) -> Iterable[list[int]]:
 class VerifiedOptimizer(Optimizer):
     """Base class: a ``torch.optim.Optimizer`` whose subclasses write their math once."""
 
-    #: Complex parameters are updated through ``view_as_real`` (torch does this for all but SGD).
+    #: Complex parameters are updated through ``view_as_real`` (torch does this for all but SGD);
+    #: the update calls ``ops.as_real`` where torch's for-loop path views them.
     complex_as_real = True
     #: Message of the RuntimeError for a sparse gradient, or None if sparse gradients are allowed.
     sparse_error: str | None = None
@@ -164,8 +161,7 @@ class VerifiedOptimizer(Optimizer):
 
     def _run(self, ops: Ops, group: dict, params, grads, state: dict[str, list]) -> None:
         owners = params
-        # torch's sparse branches work on the complex tensors themselves.
-        if self.complex_as_real and not any(g.is_sparse for g in grads):
+        if self.complex_as_real and ops.views_complex_up_front:
             params = [_as_real(p) for p in params]
             grads = [_as_real(g) for g in grads]
             state = {key: [_as_real(t) for t in values] for key, values in state.items()}

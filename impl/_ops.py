@@ -28,10 +28,20 @@ def _per_tensor(value: ScalarOrPerTensor, count: int) -> Sequence:
     return value if isinstance(value, list) else [value] * count
 
 
+def _as_real(t):
+    return torch.view_as_real(t) if t is not None and t.is_complex() else t
+
+
 class ForLoopOps:
     """One tensor at a time, through the kernels of torch's single-tensor (for-loop) path."""
 
     name = "for-loop"
+    #: torch's for-loop path applies weight decay in complex arithmetic, then views as real.
+    views_complex_up_front = False
+
+    @staticmethod
+    def as_real(*lists):
+        return [[_as_real(t) for t in tensors] for tensors in lists]
 
     @staticmethod
     def neg(xs):
@@ -85,6 +95,11 @@ class ForLoopOps:
             x.addcdiv_(y, z, value=v)
 
     @staticmethod
+    def addcdiv_scaled_(xs, ys, zs, scale: ScalarOrPerTensor, *, ys_are_scratch=False) -> None:
+        """``x += scale * y / z`` with the scale folded into the addcdiv, as torch's for-loop."""
+        ForLoopOps.addcdiv_(xs, ys, zs, value=scale)
+
+    @staticmethod
     def sqrt(xs):
         return [x.sqrt() for x in xs]
 
@@ -108,6 +123,12 @@ class ForeachOps:
     """A whole bucket of same-device, same-dtype tensors per kernel launch."""
 
     name = "foreach"
+    #: torch's foreach path views complex tensors as real before any arithmetic.
+    views_complex_up_front = True
+
+    @staticmethod
+    def as_real(*lists):
+        return [list(tensors) for tensors in lists]  # already real: see views_complex_up_front
 
     @staticmethod
     def neg(xs):
@@ -152,6 +173,20 @@ class ForeachOps:
     @staticmethod
     def addcdiv_(xs, ys, zs, *, value: ScalarOrPerTensor = 1) -> None:
         torch._foreach_addcdiv_(xs, ys, zs, value)
+
+    @staticmethod
+    def addcdiv_scaled_(xs, ys, zs, scale: ScalarOrPerTensor, *, ys_are_scratch=False) -> None:
+        """torch's foreach path scales ``y`` first, in place when ``y`` is its own scratch copy.
+
+        Both choices matter in float16/bfloat16: the scaling is one more rounding, and the
+        in-place foreach kernel rounds the scalar to the tensor's dtype, the out-of-place one not.
+        """
+        if ys_are_scratch:
+            torch._foreach_mul_(ys, scale)
+            scaled = ys
+        else:
+            scaled = torch._foreach_mul(ys, scale)
+        torch._foreach_addcdiv_(xs, scaled, zs)
 
     @staticmethod
     def sqrt(xs):

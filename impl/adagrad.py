@@ -48,10 +48,11 @@ def adagrad_update(
             [xs[i] for i in dense] for xs in (params, grads, state_sums, minus_clr)
         )
 
+    params, grads, state_sums = ops.as_real(params, grads, state_sums)
     ops.addcmul_(state_sums, grads, grads, value=1)
     std = ops.sqrt(state_sums)
     ops.add_scalar_(std, eps)
-    ops.addcdiv_(params, grads, std, value=minus_clr)
+    ops.addcdiv_scaled_(params, grads, std, minus_clr, ys_are_scratch=maximize or weight_decay != 0)
 
 
 def _sparse_adagrad(param: Tensor, grad: Tensor, state_sum: Tensor, minus_clr, eps: float):

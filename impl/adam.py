@@ -45,6 +45,9 @@ def adam_update(
             ops.mul_(params, 1 - lr * weight_decay)
         else:
             grads = ops.add(grads, params, alpha=weight_decay)
+    params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs = ops.as_real(
+        params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs
+    )
 
     beta1_here = _per_param(beta1, params)
     weight = [1 - b for b in beta1_here] if isinstance(beta1_here, list) else 1 - beta1_here

@@ -33,6 +33,9 @@ def rmsprop_update(
     ops.increment_(steps)
     if weight_decay != 0:
         grads = ops.add(grads, params, alpha=weight_decay)
+    params, grads, square_avgs, grad_avgs, momentum_buffers = ops.as_real(
+        params, grads, square_avgs, grad_avgs, momentum_buffers
+    )
     ops.mul_(square_avgs, alpha)
     ops.addcmul_(square_avgs, grads, grads, value=1 - alpha)
     if centered:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from torch import Tensor
 
 from impl._base import VerifiedOptimizer, check_fused_combinations, check_tensor_lr, to_scalar
-from impl._ops import Ops
+from impl._ops import FOR_LOOP, Ops
 
 __all__ = ["SGD", "sgd_update"]
 
@@ -36,9 +36,12 @@ def sgd_update(
         for i, buf in zip(fresh, ops.clone([grads[i] for i in fresh])):
             momentum_buffers[i] = buf
         if carried:
+            # torch's foreach path updates buffers per tensor while any is new; the foreach
+            # kernels round scalars differently in float16/bfloat16, so mirror that choice.
+            carried_ops = FOR_LOOP if fresh else ops
             bufs = [momentum_buffers[i] for i in carried]
-            ops.mul_(bufs, momentum)
-            ops.add_(bufs, [grads[i] for i in carried], alpha=1 - dampening)
+            carried_ops.mul_(bufs, momentum)
+            carried_ops.add_(bufs, [grads[i] for i in carried], alpha=1 - dampening)
         if nesterov:
             # Out of place: torch's foreach path writes g + mu*b into p.grad; we never touch it.
             grads = ops.add(grads, momentum_buffers, alpha=momentum)

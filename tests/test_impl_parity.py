@@ -1,0 +1,139 @@
+"""impl is bitwise identical to torch.optim 2.13: params and every state tensor, every flag.
+
+Sweeps each optimizer's full flag grid x {for-loop, foreach} x dtypes over multi-step runs with a
+matrix, a 0-d, an empty and a non-contiguous parameter in two param groups, with some gradients
+None. The property-based search over values and states is ``conformance``'s job; this is the
+exhaustive flag sweep.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tests._bitwise import assert_bitwise_equal, assert_state_dicts_bitwise_equal
+from tests._torch_pairs import OPTIMIZER_NAMES, combo_id, flag_combinations, run_pair
+
+SWEEP = [
+    pytest.param(name, flags, id=f"{name}[{combo_id(flags)}]")
+    for name in OPTIMIZER_NAMES
+    for flags in flag_combinations(name)
+]
+PATHS = [pytest.param(False, id="for-loop"), pytest.param(True, id="foreach")]
+REAL = [pytest.param(d, id=str(d).removeprefix("torch.")) for d in (torch.float32, torch.float64)]
+LOW_AND_COMPLEX = [
+    pytest.param(d, id=str(d).removeprefix("torch."))
+    for d in (torch.float16, torch.bfloat16, torch.complex64, torch.complex128)
+]
+
+
+def assert_same_trajectory(name, flags, dtype, foreach, **run):
+    def compare(step, mine, theirs):
+        for i, (p, q) in enumerate(zip(mine_params, their_params)):
+            assert_bitwise_equal(p, q, f"{name} param {i} after step {step + 1}")
+        assert_state_dicts_bitwise_equal(
+            mine.state_dict(), theirs.state_dict(), f"{name} after step {step + 1}"
+        )
+
+    # run_pair creates the params; capture them on the first callback.
+    mine_params = their_params = None
+
+    def after_step(step, mine, theirs):
+        nonlocal mine_params, their_params
+        mine_params = [p for g in mine.param_groups for p in g["params"]]
+        their_params = [p for g in theirs.param_groups for p in g["params"]]
+        compare(step, mine, theirs)
+
+    run_pair(name, flags, dtype, foreach=foreach, after_step=after_step, **run)
+
+
+@pytest.mark.parametrize("foreach", PATHS)
+@pytest.mark.parametrize("dtype", REAL)
+@pytest.mark.parametrize("name, flags", SWEEP)
+def test_bitwise_equal_to_torch(name, flags, dtype, foreach):
+    assert_same_trajectory(name, flags, dtype, foreach)
+
+
+@pytest.mark.parametrize("foreach", PATHS)
+@pytest.mark.parametrize("dtype", LOW_AND_COMPLEX)
+@pytest.mark.parametrize("name, flags", SWEEP)
+def test_low_precision_and_complex_match_torch(name, flags, dtype, foreach):
+    assert_same_trajectory(name, flags, dtype, foreach)
+
+
+@pytest.mark.parametrize("dtype", REAL)
+@pytest.mark.parametrize("name, flags", SWEEP)
+def test_tensor_lr_matches_torch(name, flags, dtype):
+    """A float32 tensor lr rounds where torch's code rounds it; Adam(W) forbids it with foreach."""
+    assert_same_trajectory(name, flags, dtype, foreach=False, lr=torch.tensor(0.05))
+
+
+@pytest.mark.parametrize("name", ["Adam", "AdamW"])
+def test_tensor_betas_match_torch(name):
+    flags = {"betas": (torch.tensor(0.8), torch.tensor(0.95)), "amsgrad": True}
+    assert_same_trajectory(name, flags, torch.float32, foreach=False)
+
+
+@pytest.mark.parametrize("foreach", PATHS)
+@pytest.mark.parametrize("name, flags", SWEEP)
+def test_float64_default_dtype_makes_float64_steps(name, flags, foreach):
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        assert_same_trajectory(name, flags, torch.float64, foreach, steps=2)
+    finally:
+        torch.set_default_dtype(previous)
+
+
+@pytest.mark.parametrize("foreach", PATHS)
+@pytest.mark.parametrize(
+    "name, flags",
+    [
+        ("SGD", {}),
+        ("SGD", {"momentum": 0.9, "dampening": 0.2, "weight_decay": 0.0}),
+        ("SGD", {"momentum": 0.9, "nesterov": True, "maximize": True}),
+        ("Adagrad", {"lr_decay": 0.1, "maximize": True}),
+        ("Adagrad", {"initial_accumulator_value": 0.3}),
+    ],
+    ids=lambda v: v if isinstance(v, str) else combo_id(v),
+)
+def test_sparse_gradients_match_torch(name, flags, foreach):
+    impl_cls, torch_cls = __import__("tests._torch_pairs", fromlist=["PAIRS"]).PAIRS[name]
+    p = torch.arange(12, dtype=torch.float32).reshape(4, 3) / 7
+    q = p.clone()
+    mine = impl_cls([p], lr=0.1, foreach=foreach, **flags)
+    theirs = torch_cls([q], lr=0.1, foreach=foreach, **flags)
+    for step in range(4):
+        # Duplicate indices on purpose: the update must coalesce before squaring.
+        indices = torch.tensor([[step % 4, 1, 1], [0, 2, 2]])
+        values = torch.tensor([0.5, -1.5 - step, 0.25])
+        grad = torch.sparse_coo_tensor(indices, values, (4, 3))
+        p.grad, q.grad = grad.clone(), grad.clone()
+        mine.step()
+        theirs.step()
+        assert_bitwise_equal(p, q, f"{name} sparse step {step + 1}")
+        assert_state_dicts_bitwise_equal(mine.state_dict(), theirs.state_dict(), name)
+
+
+def test_foreach_nesterov_leaves_grad_untouched_unlike_torch():
+    """torch's foreach SGD(nesterov) writes g + mu*b into p.grad; impl keeps p.grad intact."""
+    flags = {"momentum": 0.9, "nesterov": True}
+
+    def grads_after_two_steps(cls):
+        p = torch.linspace(-1, 1, 5)
+        opt = cls([p], lr=0.1, foreach=True, **flags)
+        grad = torch.linspace(2, 3, 5)
+        for _ in range(2):
+            p.grad = grad.clone()
+            opt.step()
+        return p.grad, grad
+
+    (mine, given), (theirs, _) = (
+        grads_after_two_steps(SGD_PAIR[0]),
+        grads_after_two_steps(SGD_PAIR[1]),
+    )
+    assert_bitwise_equal(mine, given, "impl p.grad after step")
+    assert not torch.equal(theirs, given), "torch no longer mutates p.grad: drop the divergence"
+
+
+SGD_PAIR = __import__("tests._torch_pairs", fromlist=["PAIRS"]).PAIRS["SGD"]
