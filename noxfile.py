@@ -25,7 +25,7 @@ def _install(session: nox.Session, extras: str) -> None:
 @nox.session(python=PYTHON)
 def tests(session: nox.Session) -> None:
     """Unit tests of impl, specs and conformance (including the planted-bug meta-tests)."""
-    _install(session, "harness,plot")
+    _install(session, "test")
     session.run("pytest", "tests", "-n", "auto", *session.posargs, env=SINGLE_THREADED)
 
 

@@ -1,0 +1,200 @@
+"""Bad input raises what torch.optim raises (same class, same message) and changes nothing.
+
+The first test replays torch's own error-input table (``common_optimizers.py``) against impl.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+import warnings
+
+import pytest
+import torch
+from torch.nn import Parameter
+from torch.testing._internal import common_optimizers as torch_table
+
+import impl
+from tests._bitwise import assert_bitwise_equal, assert_state_dicts_bitwise_equal
+from tests._torch_pairs import OPTIMIZER_NAMES, PAIRS
+
+ERROR_INPUT_FUNCS = {
+    name: getattr(torch_table, f"optim_error_inputs_func_{name.lower()}") for name in OPTIMIZER_NAMES
+}
+
+
+def _torch_error_inputs(name: str):
+    torch.manual_seed(0)  # torch's table draws its sample params with randn; values are irrelevant
+    return ERROR_INPUT_FUNCS[name](device="cpu", dtype=torch.float32)
+
+
+def _outcome(cls, error_input):
+    """What constructing (and, for step-time errors, stepping) raises or warns: (class, message)."""
+    optim_input = copy.deepcopy(error_input.optimizer_error_input)
+    params = optim_input.params
+    if params is None:
+        params = [Parameter(torch.zeros(2))]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            opt = cls(params, **optim_input.kwargs)
+            if error_input.error_on == torch_table.OptimizerErrorEnum.STEP_ERROR:
+                for group in opt.param_groups:
+                    for p in group["params"]:
+                        p.grad = torch.ones_like(p)
+                opt.step()
+        except Exception as e:  # noqa: BLE001 - the class itself is what we compare
+            return type(e), str(e)
+    for w in caught:
+        if issubclass(w.category, UserWarning) and "optimizer" in str(w.message):
+            return w.category, str(w.message)
+    return None, None
+
+
+CASES = [
+    pytest.param(name, index, id=f"{name}-{error_input.optimizer_error_input.desc}")
+    for name in OPTIMIZER_NAMES
+    for index, error_input in enumerate(_torch_error_inputs(name))
+]
+
+
+@pytest.mark.parametrize("name", OPTIMIZER_NAMES)
+def test_torch_table_has_error_inputs(name):
+    assert len(_torch_error_inputs(name)) >= 6, "torch's error table shrank: the replay is vacuous"
+
+
+@pytest.mark.parametrize("name, index", CASES)
+def test_replays_torch_error_inputs(name, index):
+    error_input = _torch_error_inputs(name)[index]
+    impl_cls, torch_cls = PAIRS[name]
+    theirs = _outcome(torch_cls, error_input)
+    assert theirs[0] is not None, "torch itself no longer raises here"
+    assert re.search(error_input.error_regex, theirs[1]), "torch's message changed"
+    assert _outcome(impl_cls, error_input) == theirs
+
+
+HYPERPARAMETER_ERRORS = {
+    "SGD": [
+        {"lr": -1.0},
+        {"momentum": -0.5},
+        {"weight_decay": -1e-3},
+        {"nesterov": True},
+        {"nesterov": True, "momentum": 0.9, "dampening": 0.1},
+        {"lr": torch.tensor([0.1, 0.2])},
+    ],
+    "Adagrad": [
+        {"lr": -1.0},
+        {"lr": float("nan")},
+        {"lr_decay": -1.0},
+        {"weight_decay": -1.0},
+        {"initial_accumulator_value": -1.0},
+        {"eps": -1.0},
+    ],
+    "RMSprop": [
+        {"lr": -1.0},
+        {"eps": -1.0},
+        {"momentum": -1.0},
+        {"weight_decay": -1.0},
+        {"alpha": -1.0},
+    ],
+    "Adam": [
+        {"lr": -1.0},
+        {"eps": -1.0},
+        {"betas": (1.0, 0.9)},
+        {"betas": (0.9, -0.1)},
+        {"betas": (0, 0.9)},
+        {"weight_decay": -1.0},
+        {"lr": torch.tensor(0.1), "foreach": True},
+        {"betas": (torch.tensor(0.9), torch.tensor(0.99)), "foreach": True},
+        {"fused": True, "foreach": True},
+        {"fused": True, "differentiable": True},
+    ],
+}
+HYPERPARAMETER_ERRORS["AdamW"] = HYPERPARAMETER_ERRORS["Adam"]
+
+
+def _construct(cls, kwargs):
+    try:
+        cls([Parameter(torch.zeros(2))], **kwargs)
+    except Exception as e:  # noqa: BLE001
+        return type(e), str(e)
+    return None, None
+
+
+@pytest.mark.parametrize(
+    "name, kwargs",
+    [
+        pytest.param(name, kwargs, id=f"{name}-{kwargs}")
+        for name, cases in HYPERPARAMETER_ERRORS.items()
+        for kwargs in cases
+    ],
+)
+def test_invalid_hyperparameters_raise_like_torch(name, kwargs):
+    impl_cls, torch_cls = PAIRS[name]
+    theirs = _construct(torch_cls, kwargs)
+    assert theirs[0] is not None, f"torch accepts {kwargs}"
+    assert _construct(impl_cls, kwargs) == theirs
+
+
+def test_rmsprop_accepts_alpha_above_one_like_torch():
+    assert _construct(impl.RMSprop, {"alpha": 1.5}) == (None, None)
+    assert _construct(torch.optim.RMSprop, {"alpha": 1.5}) == (None, None)
+
+
+UNSUPPORTED = [
+    (name, flag)
+    for name in OPTIMIZER_NAMES
+    for flag in ("fused", "capturable", "differentiable")
+    if flag in PAIRS[name][1].__init__.__code__.co_varnames
+]
+
+
+@pytest.mark.parametrize("name, flag", UNSUPPORTED, ids=[f"{n}-{f}" for n, f in UNSUPPORTED])
+def test_unimplemented_flags_raise_naming_the_flag(name, flag):
+    with pytest.raises(NotImplementedError, match=rf"impl\.{name} does not implement {flag}=True"):
+        PAIRS[name][0]([Parameter(torch.zeros(2))], **{flag: True})
+
+
+@pytest.mark.parametrize("name, flag", UNSUPPORTED, ids=[f"{n}-{f}" for n, f in UNSUPPORTED])
+def test_unimplemented_flag_in_a_loaded_group_raises_at_step_and_changes_nothing(name, flag):
+    p = Parameter(torch.linspace(-1, 1, 4))
+    opt = PAIRS[name][0]([p], lr=0.1)
+    p.grad = torch.ones(4)
+    opt.step()
+    saved = copy.deepcopy(opt.state_dict())
+    saved["param_groups"][0][flag] = True
+    opt.load_state_dict(saved)
+    before_p, before_state = p.detach().clone(), copy.deepcopy(opt.state_dict())
+    with pytest.raises(NotImplementedError, match=flag):
+        opt.step()
+    assert_bitwise_equal(p.detach(), before_p, "param after the refused step")
+    assert_state_dicts_bitwise_equal(opt.state_dict(), before_state, "state after refused step")
+
+
+SPARSE_REFUSERS = ["Adam", "AdamW", "RMSprop"]
+
+
+def _sparse_grad(n: int) -> torch.Tensor:
+    return torch.sparse_coo_tensor(torch.tensor([[0, n - 1]]), torch.tensor([1.0, -2.0]), (n,))
+
+
+@pytest.mark.parametrize("name", [*SPARSE_REFUSERS, "Adagrad-with-weight-decay"])
+def test_sparse_gradient_refusal_matches_torch_and_loses_nothing(name):
+    """torch raises mid-step, after updating earlier params; impl raises before touching any."""
+    kwargs = {"weight_decay": 0.1} if name.startswith("Adagrad") else {}
+    name = name.split("-")[0]
+    impl_cls, torch_cls = PAIRS[name]
+    messages = []
+    for cls in (impl_cls, torch_cls):
+        dense, sparse = torch.linspace(-1, 1, 4), torch.linspace(1, 2, 4)
+        opt = cls([{"params": [dense]}, {"params": [sparse]}], lr=0.1, **kwargs)
+        dense.grad, sparse.grad = torch.ones(4), _sparse_grad(4)
+        before = [dense.clone(), sparse.clone(), copy.deepcopy(opt.state_dict())]
+        with pytest.raises(RuntimeError) as raised:
+            opt.step()
+        messages.append(str(raised.value))
+        if cls is impl_cls:
+            assert_bitwise_equal(dense, before[0], "dense param after refused step")
+            assert_bitwise_equal(sparse, before[1], "sparse param after refused step")
+            assert_state_dicts_bitwise_equal(opt.state_dict(), before[2], "state after refusal")
+    assert messages[0] == messages[1]
