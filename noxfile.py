@@ -46,6 +46,16 @@ def conformance(session: nox.Session, device: str) -> None:
 
 
 @nox.session(python=PYTHON)
+def figures(session: nox.Session) -> None:
+    """The seed's experiment corrected, and the conformance report, as PNGs under reports/.
+
+    ``nox -s figures -- --docs-img docs/img/seed-corrected.png`` also refreshes the README picture.
+    """
+    _install(session, "harness,plot")
+    session.run("python", "-m", "conformance.figures", "--out", "reports", *session.posargs)
+
+
+@nox.session(python=PYTHON)
 def lint(session: nox.Session) -> None:
     session.install("ruff")
     session.run("ruff", "check", ".")
