@@ -28,6 +28,12 @@ def _per_tensor(value: ScalarOrPerTensor, count: int) -> Sequence:
     return value if isinstance(value, list) else [value] * count
 
 
+def _scalar_or_list(value: ScalarOrPerTensor) -> dict:
+    """Keyword for torch's foreach addc* overloads: a 0-d tensor ``value`` must not be taken
+    for the packed 1-d ``scalars`` tensor, a list is the per-tensor ``scalars`` overload."""
+    return {"scalars": value} if isinstance(value, list) else {"value": value}
+
+
 def _as_real(t):
     return torch.view_as_real(t) if t is not None and t.is_complex() else t
 
@@ -164,15 +170,15 @@ class ForeachOps:
 
     @staticmethod
     def addcmul(xs, ys, zs, *, value: Scalar = 1):
-        return list(torch._foreach_addcmul(xs, ys, zs, value))
+        return list(torch._foreach_addcmul(xs, ys, zs, **_scalar_or_list(value)))
 
     @staticmethod
     def addcmul_(xs, ys, zs, *, value: ScalarOrPerTensor = 1) -> None:
-        torch._foreach_addcmul_(xs, ys, zs, value)
+        torch._foreach_addcmul_(xs, ys, zs, **_scalar_or_list(value))
 
     @staticmethod
     def addcdiv_(xs, ys, zs, *, value: ScalarOrPerTensor = 1) -> None:
-        torch._foreach_addcdiv_(xs, ys, zs, value)
+        torch._foreach_addcdiv_(xs, ys, zs, **_scalar_or_list(value))
 
     @staticmethod
     def addcdiv_scaled_(xs, ys, zs, scale: ScalarOrPerTensor, *, ys_are_scratch=False) -> None:

@@ -24,9 +24,10 @@ def test_constructor_signature_equals_torch(name):
 @pytest.mark.parametrize("name", OPTIMIZER_NAMES)
 def test_defaults_equal_torch(name):
     impl_cls, torch_cls = PAIRS[name]
-    assert impl_cls([Parameter(torch.zeros(1))]).defaults == torch_cls(
-        [Parameter(torch.zeros(1))]
-    ).defaults
+    assert (
+        impl_cls([Parameter(torch.zeros(1))]).defaults
+        == torch_cls([Parameter(torch.zeros(1))]).defaults
+    )
 
 
 @pytest.mark.parametrize("name", OPTIMIZER_NAMES)
@@ -83,7 +84,9 @@ def test_lr_scheduler_drives_impl_exactly_like_torch(nesterov):
 @pytest.mark.parametrize("name", OPTIMIZER_NAMES)
 def test_params_without_grad_get_no_state(name):
     used, unused = Parameter(torch.ones(2)), Parameter(torch.ones(2))
-    opt = getattr(impl, name)([used, unused], lr=0.1, **({"momentum": 0.9} if name == "SGD" else {}))
+    opt = getattr(impl, name)(
+        [used, unused], lr=0.1, **({"momentum": 0.9} if name == "SGD" else {})
+    )
     used.grad = torch.ones(2)
     opt.step()
     has_state = [p in opt.state and len(opt.state[p]) > 0 for p in (used, unused)]

@@ -19,7 +19,8 @@ from tests._bitwise import assert_bitwise_equal, assert_state_dicts_bitwise_equa
 from tests._torch_pairs import OPTIMIZER_NAMES, PAIRS
 
 ERROR_INPUT_FUNCS = {
-    name: getattr(torch_table, f"optim_error_inputs_func_{name.lower()}") for name in OPTIMIZER_NAMES
+    name: getattr(torch_table, f"optim_error_inputs_func_{name.lower()}")
+    for name in OPTIMIZER_NAMES
 }
 
 
@@ -43,7 +44,7 @@ def _outcome(cls, error_input):
                     for p in group["params"]:
                         p.grad = torch.ones_like(p)
                 opt.step()
-        except Exception as e:  # noqa: BLE001 - the class itself is what we compare
+        except Exception as e:
             return type(e), str(e)
     for w in caught:
         if issubclass(w.category, UserWarning) and "optimizer" in str(w.message):
@@ -116,7 +117,7 @@ HYPERPARAMETER_ERRORS["AdamW"] = HYPERPARAMETER_ERRORS["Adam"]
 def _construct(cls, kwargs):
     try:
         cls([Parameter(torch.zeros(2))], **kwargs)
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:
         return type(e), str(e)
     return None, None
 

@@ -61,11 +61,19 @@ def test_low_precision_and_complex_match_torch(name, flags, dtype, foreach):
     assert_same_trajectory(name, flags, dtype, foreach)
 
 
+TENSOR_LR_PATHS = [
+    pytest.param(name, flags, foreach, id=f"{name}[{combo_id(flags)}]-{path}")
+    for name, flags in ((p.values[0], p.values[1]) for p in SWEEP)
+    for foreach, path in ((False, "for-loop"), (True, "foreach"))
+    if not (foreach and name in ("Adam", "AdamW"))  # torch refuses a tensor lr with foreach
+]
+
+
 @pytest.mark.parametrize("dtype", REAL)
-@pytest.mark.parametrize("name, flags", SWEEP)
-def test_tensor_lr_matches_torch(name, flags, dtype):
-    """A float32 tensor lr rounds where torch's code rounds it; Adam(W) forbids it with foreach."""
-    assert_same_trajectory(name, flags, dtype, foreach=False, lr=torch.tensor(0.05))
+@pytest.mark.parametrize("name, flags, foreach", TENSOR_LR_PATHS)
+def test_tensor_lr_matches_torch(name, flags, foreach, dtype):
+    """A float32 tensor lr rounds where torch's code rounds it."""
+    assert_same_trajectory(name, flags, dtype, foreach=foreach, lr=torch.tensor(0.05))
 
 
 @pytest.mark.parametrize("name", ["Adam", "AdamW"])

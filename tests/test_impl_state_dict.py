@@ -43,9 +43,13 @@ def _train(opt, params, steps: range) -> None:
 @pytest.mark.parametrize("name, flags", SWEEP)
 def test_cross_load_continues_bitwise(name, flags, foreach, direction):
     impl_cls, torch_cls = PAIRS[name]
-    saver_cls, loader_cls = (torch_cls, impl_cls) if direction == "torch->impl" else (
-        impl_cls,
-        torch_cls,
+    saver_cls, loader_cls = (
+        (torch_cls, impl_cls)
+        if direction == "torch->impl"
+        else (
+            impl_cls,
+            torch_cls,
+        )
     )
     kwargs = {**flags, "lr": 0.05, "foreach": foreach}
 
