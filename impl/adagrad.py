@@ -59,9 +59,13 @@ def _sparse_adagrad(param: Tensor, grad: Tensor, state_sum: Tensor, minus_clr, e
     """The same rule on the gradient's nonzero pattern only; coalesced since it is non-linear."""
     grad = grad.coalesce()
     indices, values = grad._indices(), grad._values()
-    state_sum.add_(torch.sparse_coo_tensor(indices, values.pow(2), grad.size()))
+
+    def like_grad(new_values):  # indices of a coalesced tensor: valid by construction
+        return torch.sparse_coo_tensor(indices, new_values, grad.size(), check_invariants=False)
+
+    state_sum.add_(like_grad(values.pow(2)))
     std_values = state_sum.sparse_mask(grad)._values().sqrt_().add_(eps)
-    param.add_(torch.sparse_coo_tensor(indices, values / std_values, grad.size()), alpha=minus_clr)
+    param.add_(like_grad(values / std_values), alpha=minus_clr)
 
 
 class Adagrad(VerifiedOptimizer):

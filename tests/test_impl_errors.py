@@ -176,7 +176,8 @@ SPARSE_REFUSERS = ["Adam", "AdamW", "RMSprop"]
 
 
 def _sparse_grad(n: int) -> torch.Tensor:
-    return torch.sparse_coo_tensor(torch.tensor([[0, n - 1]]), torch.tensor([1.0, -2.0]), (n,))
+    indices, values = torch.tensor([[0, n - 1]]), torch.tensor([1.0, -2.0])
+    return torch.sparse_coo_tensor(indices, values, (n,), check_invariants=True)
 
 
 @pytest.mark.parametrize("name", [*SPARSE_REFUSERS, "Adagrad-with-weight-decay"])

@@ -115,7 +115,7 @@ def test_sparse_gradients_match_torch(name, flags, foreach):
         # Duplicate indices on purpose: the update must coalesce before squaring.
         indices = torch.tensor([[step % 4, 1, 1], [0, 2, 2]])
         values = torch.tensor([0.5, -1.5 - step, 0.25])
-        grad = torch.sparse_coo_tensor(indices, values, (4, 3))
+        grad = torch.sparse_coo_tensor(indices, values, (4, 3), check_invariants=True)
         p.grad, q.grad = grad.clone(), grad.clone()
         mine.step()
         theirs.step()
