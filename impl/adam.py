@@ -184,6 +184,14 @@ class Adam(VerifiedOptimizer):
         }
         super().__init__(params, defaults)
 
+    def _check_grads(self, group, grads):
+        super()._check_grads(group, grads)
+        # The constructor refuses this pair, but a param group can still bring it in.
+        if grads and group["foreach"] and torch.is_tensor(group["lr"]) and not group["capturable"]:
+            raise RuntimeError(
+                "lr as a Tensor is not supported for capturable=False and foreach=True"
+            )
+
     def _state_keys(self, group):
         keys = ("step", "exp_avg", "exp_avg_sq")
         return (*keys, "max_exp_avg_sq") if group["amsgrad"] else keys

@@ -200,3 +200,21 @@ def test_sparse_gradient_refusal_matches_torch_and_loses_nothing(name):
             assert_bitwise_equal(sparse, before[1], "sparse param after refused step")
             assert_state_dicts_bitwise_equal(opt.state_dict(), before[2], "state after refusal")
     assert messages[0] == messages[1]
+
+
+@pytest.mark.parametrize("name", ["Adam", "AdamW"])
+def test_tensor_lr_with_foreach_from_a_param_group_raises_at_step_like_torch(name):
+    outcomes = []
+    for cls in PAIRS[name]:
+        p = Parameter(torch.ones(3))
+        opt = cls([p], lr=0.1)
+        opt.add_param_group(
+            {"params": [Parameter(torch.ones(2))], "lr": torch.tensor(0.1), "foreach": True}
+        )
+        for group in opt.param_groups:
+            for q in group["params"]:
+                q.grad = torch.ones_like(q)
+        with pytest.raises(RuntimeError) as raised:
+            opt.step()
+        outcomes.append(str(raised.value))
+    assert outcomes[0] == outcomes[1]
