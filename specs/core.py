@@ -236,8 +236,10 @@ def _is_scalar(spec: Spec, name: str) -> bool:
 
 
 def _exact_element(function, element, names, dtype, digits, fallback) -> dict[str, float]:
-    # >= 64 bits keeps every float64 input exact whatever `digits` says
-    base = max(mpmath.libmp.dps_to_prec(digits), 64)
+    # >= 64 bits keeps every float64 input exact whatever `digits` says; the inputs' exponent
+    # spread is added on top so that a sum like m + (1 - b1)(g - m) with |m| >> |g| cannot
+    # cancel away g's contribution (a fixed 50 digits did, for spreads beyond ~1e20).
+    base = max(mpmath.libmp.dps_to_prec(digits), 64) + _exponent_spread(element)
     values, previous = None, None
     for attempt in range(4):  # base, 2x, 4x, 8x bits
         with mpmath.workprec(base << attempt):
@@ -254,6 +256,11 @@ def _exact_element(function, element, names, dtype, digits, fallback) -> dict[st
         name: round_to_format(value, dtype, zero_sign=math.copysign(1.0, fallback[name]))
         for name, value in zip(names, values)
     }
+
+
+def _exponent_spread(element) -> int:
+    exponents = [math.frexp(x)[1] for x in element if math.isfinite(x) and x != 0.0]
+    return max(exponents) - min(exponents) if exponents else 0
 
 
 def _real_sqrt(x):

@@ -181,3 +181,27 @@ def test_for_group_splits_betas_and_reads_tensor_lr():
     assert spec.name == "Adam"
     assert hyper == {"lr": 0.5, "beta1": 0.8, "beta2": 0.9, "eps": 1e-6, "weight_decay": 0.0}
     assert for_group("SGD", {"lr": 0.1, "momentum": 0})[0].name == "SGD"
+
+
+def test_exact_oracle_survives_inputs_spanning_eighty_decades():
+    """lerp(m, g, 1 - b1) with b1 = 0 is g exactly, however large m was: no cancellation."""
+    spec, hyper = specs.for_group(
+        "Adam",
+        {
+            "lr": 1.0,
+            "betas": (0.0, 0.999),
+            "eps": 0.0,
+            "weight_decay": 0.0,
+            "amsgrad": False,
+            "maximize": False,
+        },
+    )
+    state = {"step": 0, "exp_avg": np.array([7.48e80]), "exp_avg_sq": np.array([1.0])}
+    out = spec.step_exact(np.array([0.0]), np.array([1.0]), state, hyper, "float64")
+    assert out["exp_avg"][0] == 1.0
+    # v = 1 and v_hat = 1 / (1 - b2), so the step is -sqrt(1 - b2), b2 being the double 0.999
+    import mpmath
+
+    with mpmath.workdps(60):
+        expected = float(-mpmath.sqrt(1 - mpmath.mpf(0.999)))
+    assert out["param"][0] == expected
