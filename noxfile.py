@@ -32,17 +32,27 @@ def tests(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 @nox.parametrize("device", ["cpu", "cuda"])
 def conformance(session: nox.Session, device: str) -> None:
-    """Every registry entry on one device: impl vs torch.optim, vs its spec, and invariants."""
+    """Every registry entry on one device: impl vs torch.optim, vs its spec, and invariants.
+
+    Writes reports/conformance.{json,md} (rows of the other device are kept), prints the
+    table, and draws the figures (conformance.figures) from it. The Hypothesis profile defaults
+    to ``ci``; a later ``-- --hypothesis-profile=NAME`` wins. Without a GPU the cuda session's
+    tests and rows are skips, with the reason.
+    """
     _install(session, "harness,plot")
-    session.run(
-        "pytest",
-        "conformance",
-        "-n",
-        "auto",
-        f"--device={device}",
-        *session.posargs,
-        env=SINGLE_THREADED,
-    )
+    try:
+        session.run(
+            "pytest",
+            "conformance",
+            "-n",
+            "auto",
+            f"--device={device}",
+            "--hypothesis-profile=ci",
+            *session.posargs,
+            env=SINGLE_THREADED,
+        )
+    finally:  # draw the pictures of a failing run too: that is when the red cells matter
+        session.run("python", "-m", "conformance.figures", "--out", "reports")
 
 
 @nox.session(python=PYTHON)
@@ -53,6 +63,13 @@ def figures(session: nox.Session) -> None:
     """
     _install(session, "harness,plot")
     session.run("python", "-m", "conformance.figures", "--out", "reports", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def bench(session: nox.Session) -> None:
+    """impl/torch.optim step-time ratios, measured interleaved in one run; asserts nothing."""
+    _install(session, "harness")
+    session.run("python", "-m", "conformance.benchmark", *session.posargs)
 
 
 @nox.session(python=PYTHON)

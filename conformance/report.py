@@ -1,0 +1,113 @@
+"""Report rows: ``(optimizer, check, dtype, device)`` -> examples run, max ULP, status, reason.
+
+Each process (an xdist worker, or the only process) keeps its rows in ``ROWS``. Workers hand
+them to the controller through ``workeroutput``; the controller merges them and writes
+``reports/conformance.json`` and ``reports/conformance.md``. Rows of devices not in this run
+are kept from the existing JSON, so ``conformance(device='cpu')`` and
+``conformance(device='cuda')`` run one after the other add up instead of overwriting each other.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+FIELDS = ("optimizer", "check", "dtype", "device", "examples", "max_ulp", "status", "reason")
+ROWS: dict[tuple, dict] = {}
+
+
+def row(target, check: str) -> dict:
+    key = (target.entry.name, check, target.dtype, target.device)
+    return ROWS.setdefault(
+        key,
+        dict(zip(FIELDS, (*key, 0, None, "skip", "not run"), strict=True)),
+    )
+
+
+def example(target, check: str, ulp: float | None) -> None:
+    """Count one example that ran to completion and fold in its largest ULP distance."""
+    r = row(target, check)
+    r["examples"] += 1
+    if ulp is not None:
+        r["max_ulp"] = ulp if r["max_ulp"] is None else max(r["max_ulp"], ulp)
+
+
+def outcome(target, check: str, status: str, reason: str = "") -> None:
+    r = row(target, check)
+    # a failure (in any phase) is final; otherwise the latest phase wins
+    if r["status"] != "fail" or status == "fail":
+        r["status"], r["reason"] = status, reason
+
+
+def merge(into: dict, rows: list[dict]) -> None:
+    for r in rows:
+        key = tuple(r[f] for f in FIELDS[:4])
+        old = into.get(key)
+        if old is None:
+            into[key] = dict(r)
+            continue
+        old["examples"] += r["examples"]
+        if r["max_ulp"] is not None:
+            old["max_ulp"] = (
+                r["max_ulp"] if old["max_ulp"] is None else max(old["max_ulp"], r["max_ulp"])
+            )
+        if r["status"] == "fail" or old["status"] == "skip":
+            old["status"], old["reason"] = r["status"], r["reason"]
+
+
+def write(directory: Path, rows: dict) -> list[dict]:
+    """Merge with the rows of other devices already on disk; write JSON and Markdown."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "conformance.json"
+    devices = {k[3] for k in rows}
+    kept = []
+    if path.exists():
+        try:
+            kept = [r for r in json.loads(path.read_text()) if r["device"] not in devices]
+        except (ValueError, KeyError, TypeError):
+            kept = []
+    table = sorted(kept + list(rows.values()), key=_order)
+    path.write_text(json.dumps(table, indent=1) + "\n")
+    (directory / "conformance.md").write_text(markdown(table))
+    return table
+
+
+def _order(r):
+    from conformance.registry import CHECK_DTYPES, COMPLEX_DTYPES, REAL_DTYPES, REGISTRY
+
+    names = [e.name for e in REGISTRY]
+    checks = list(CHECK_DTYPES)
+    dtypes = list(REAL_DTYPES + COMPLEX_DTYPES)
+
+    def pos(seq, x):
+        return seq.index(x) if x in seq else len(seq)
+
+    return (
+        r["device"],
+        pos(names, r["optimizer"]),
+        pos(checks, r["check"]),
+        pos(dtypes, r["dtype"]),
+    )
+
+
+def _fmt_ulp(x) -> str:
+    if x is None:
+        return "–"
+    return f"{x:.3g}" if x != int(x) else str(int(x))
+
+
+def markdown(table: list[dict]) -> str:
+    lines = [
+        "| optimizer | check | dtype | device | examples | max ULP | status | reason |",
+        "|---|---|---|---|---:|---:|---|---|",
+    ]
+    for r in table:
+        reason = str(r["reason"]).replace("|", "\\|").replace("\n", " ")[:160]
+        lines.append(
+            f"| {r['optimizer']} | {r['check']} | {r['dtype']} | {r['device']} | {r['examples']} "
+            f"| {_fmt_ulp(r['max_ulp'])} | {r['status']} | {reason} |"
+        )
+    counts = {s: sum(r["status"] == s for r in table) for s in ("pass", "fail", "skip")}
+    lines.append("")
+    lines.append(", ".join(f"{n} {s}" for s, n in counts.items()))
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,226 @@
+"""Hypothesis strategies for optimizer cases. Everything is drawn here; nothing uses torch's RNG.
+
+Values are drawn with ``hypothesis.extra.numpy.arrays`` in the dtype's numpy counterpart and
+turned into tensors with ``torch.from_numpy`` (via ``Case``). bfloat16 has no numpy dtype: its
+values are float32 draws rounded to nearest bfloat16 (so shrinking still works on floats).
+
+Magnitudes are 0 or within ``[TINY, HUGE]`` per dtype: ``HUGE = sqrt(max)/16`` so that squares
+(and sums of a few squares) cannot overflow, ``TINY = 4*sqrt(smallest normal)`` so that squares
+stay normal. Subnormal inputs are a separate opt-in (``subnormals=True``).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from conformance.case import Case, P, real_dtype
+
+_NUMPY = {torch.float16: np.float16, torch.float32: np.float32, torch.float64: np.float64}
+_WIDTH = {torch.float16: 16, torch.bfloat16: 32, torch.float32: 32, torch.float64: 64}
+
+
+def magnitude_bounds(dtype: torch.dtype) -> tuple[float, float]:
+    """(TINY, HUGE), powers of two so that every float width represents them exactly."""
+    info = torch.finfo(real_dtype(dtype))
+    tiny = 2.0 ** math.ceil(math.log2(4 * math.sqrt(info.tiny)))
+    return tiny, 2.0 ** math.floor(math.log2(math.sqrt(info.max) / 16))
+
+
+def _representable(x: float, dtype: torch.dtype) -> float:
+    return float(torch.tensor(x, dtype=torch.float64).to(dtype).double())
+
+
+@st.composite
+def scalars(draw, dtype: torch.dtype, *, lo=None, hi=None, nonneg=False, subnormals=False):
+    """One value of ``dtype`` (as a float): 0 or a magnitude within ``[lo, hi]``."""
+    dtype = real_dtype(dtype)
+    tiny, huge = magnitude_bounds(dtype)
+    lo, hi = lo or tiny, hi or huge
+    width = _WIDTH[dtype]
+    options = [st.just(0.0), st.floats(lo, hi, width=width)]
+    if subnormals:
+        sub_max = torch.finfo(dtype).tiny
+        options.append(st.floats(0.0, sub_max, width=width, allow_subnormal=True, exclude_max=True))
+    magnitude = draw(st.one_of(options))
+    sign = 1.0 if nonneg else draw(st.sampled_from([1.0, -1.0]))
+    return _representable(sign * magnitude, dtype)
+
+
+def arrays(dtype: torch.dtype, shape: tuple, **kw) -> st.SearchStrategy[np.ndarray]:
+    """float64 arrays of ``dtype`` values (complex: a trailing axis of 2 for ``view_as_real``)."""
+    if dtype.is_complex:
+        shape = (*shape, 2)
+    real = real_dtype(dtype)
+    numpy_dtype = _NUMPY.get(real, np.float32)
+    return hnp.arrays(numpy_dtype, shape, elements=scalars(real, **kw)).map(
+        lambda a: (
+            np.array(
+                [_representable(float(x), real) for x in a.reshape(-1)], dtype=np.float64
+            ).reshape(a.shape)
+            if real == torch.bfloat16
+            else a.astype(np.float64)
+        )
+    )
+
+
+def shapes(max_dims: int = 4, max_side: int = 3) -> st.SearchStrategy[tuple]:
+    """0-d to ``max_dims``-d shapes, empty ones included."""
+    return hnp.array_shapes(min_dims=0, max_dims=max_dims, min_side=0, max_side=max_side)
+
+
+@st.composite
+def params(draw, dtype, shape, *, layouts=True, **kw) -> P:
+    options = ["contiguous"]
+    if layouts and len(shape) >= 1:
+        options.append("strided")
+    if layouts and len(shape) >= 2:
+        options.append("transposed")
+    layout = draw(st.sampled_from(options))
+    return P(draw(arrays(dtype, shape, **kw)), layout)
+
+
+@st.composite
+def starting_state(
+    draw, entry, group: dict, dtype, shape, *, eager=False, nonneg=False, **kw
+) -> dict:
+    """A valid state for one param in torch's layout, from ``entry.state_fields(group)``.
+
+    Kinds: ``any``; ``nonneg``; ``("ge", other)`` >= another field (amsgrad's max);
+    ``("ge_square", other)`` >= other**2 (centered RMSprop: square_avg >= grad_avg**2);
+    ``step``: a float step count >= 1. Lazy optimizers may also start fresh (empty state).
+    """
+    fields = entry.state_fields(group)
+    if not fields or (not eager and draw(st.booleans())):
+        return {}
+    state: dict = {}
+    real = real_dtype(dtype)
+    for key, kind in fields.items():  # dependencies come first in state_fields
+        if kind == "step":
+            state[key] = float(draw(st.one_of(st.integers(1, 10), st.integers(1, 100_000))))
+            continue
+        a = draw(arrays(dtype, shape, nonneg=nonneg or kind != "any", **kw))
+        if isinstance(kind, tuple):
+            other = state[kind[1]]
+            # computed in the dtype, so the inequality holds after rounding
+            t, o = torch.from_numpy(a).to(real), torch.from_numpy(other).to(real)
+            # ge_square: >= 2*grad_avg**2 keeps sq - grad_avg**2 well conditioned (x2 is exact)
+            floor = 2 * o * o if kind[0] == "ge_square" else o
+            a = torch.maximum(t, floor).double().numpy()
+        state[key] = a
+    return state
+
+
+@st.composite
+def cases(
+    draw,
+    entry,
+    dtype_name: str,
+    device: str,
+    *,
+    steps=(1, 4),
+    max_params: int = 3,
+    max_groups: int = 2,
+    max_side: int = 3,
+    purpose: str = "torch",
+    subnormals: bool = False,
+    layouts: bool = True,
+) -> Case:
+    """A whole case for ``entry``: params (several, several groups), hyperparameters from
+    ``entry.hyperparameters``, an arbitrary valid starting state and a gradient sequence with
+    some gradients ``None``."""
+    from conformance.case import DTYPES
+
+    dtype = DTYPES[dtype_name]
+    # vs spec: one sign for params, gradients and momentum-like state, so that no sum in the
+    # update cancels (see registry: the one-step bounds hold where the update is well conditioned)
+    nonneg = purpose in ("spec", "spec_trajectory", "well_conditioned")
+    # vs spec: magnitudes within [2**-20, 2**20] (and the dtype's own bounds). specs' step_exact
+    # evaluates at 50 digits, which is not exact when inputs span more than ~20 orders of
+    # magnitude (seen: m = 7.5e50, g = 1, beta1 = 0 gave "exact" param 0 instead of -1.414).
+    if nonneg:
+        tiny, huge = magnitude_bounds(dtype)
+        kw_range = {"lo": max(tiny, 2.0**-20), "hi": min(huge, 2.0**20)}
+    else:
+        kw_range = {}
+    n = draw(st.integers(1, max_params), label="n_params")
+    shapes_ = [draw(shapes(max_side=max_side)) for _ in range(n)]
+    ps = [
+        draw(params(dtype, s, layouts=layouts, subnormals=subnormals, nonneg=nonneg, **kw_range))
+        for s in shapes_
+    ]
+    n_groups = draw(st.integers(1, min(n, max_groups)))
+    # group k gets a contiguous run of param indices; every group non-empty
+    cuts = []
+    if n_groups > 1:
+        cut_points = st.sets(st.integers(1, n - 1), min_size=n_groups - 1, max_size=n_groups - 1)
+        cuts = sorted(draw(cut_points))
+    bounds = [0, *cuts, n]
+    groups = []
+    for k in range(n_groups):
+        hyper = draw(entry.hyperparameters(dtype, purpose), label=f"group {k}")
+        groups.append({**hyper, "params": list(range(bounds[k], bounds[k + 1]))})
+    group_of = {i: g for g in groups for i in g["params"]}
+    state = {}
+    for i, s in enumerate(shapes_):
+        st_i = draw(
+            starting_state(
+                entry,
+                group_of[i],
+                dtype,
+                s,
+                eager=entry.eager_state,
+                subnormals=subnormals,
+                nonneg=nonneg,
+                **kw_range,
+            )
+        )
+        if st_i:
+            state[i] = st_i
+    n_steps = draw(st.integers(*steps), label="steps")
+    maybe_grad = [
+        st.integers(0, 4).flatmap(
+            lambda k, s=s: (
+                st.none()
+                if k == 0
+                else arrays(dtype, s, subnormals=subnormals, nonneg=nonneg, **kw_range)
+            )
+        )
+        for s in shapes_
+    ]
+    grads = [[draw(g) for g in maybe_grad] for _ in range(n_steps)]
+    foreach = draw(st.sampled_from([None, False, True]), label="foreach")
+    # f32/f64: torch's foreach and for-loop paths are bitwise equal (TORCH_NOTES), so impl's path
+    # is checked against either. f16/bf16: torch's foreach path rounds differently from its
+    # for-loop path (1 ULP seen), so each impl path is checked against the same torch path.
+    # complex with weight decay: torch's foreach path applies it after view_as_real, the for-loop
+    # path before (complex arithmetic, 2 ULP seen), so complex is compared path for path too.
+    if real_dtype(dtype) in (torch.float16, torch.bfloat16) or dtype.is_complex:
+        torch_foreach = foreach
+    else:
+        torch_foreach = draw(st.sampled_from([None, True]), label="torch_foreach")
+    # a tensor lr only where torch is the oracle: it changes values (a float32 lr), and torch
+    # rejects it on some foreach paths, which the torch check turns into error parity
+    tensor_lr = purpose == "torch" and draw(st.booleans(), label="tensor_lr")
+    return Case(dtype_name, device, ps, groups, state, grads, foreach, torch_foreach, tensor_lr)
+
+
+@st.composite
+def quadratic_quartic(draw, n_max: int = 4):
+    """A smooth loss f(x) = 1/2 x'Ax + b'x + c*sum(x**4) (A = M'M + lam*I), with x0.
+
+    Returned as plain float64 data: (x0, A, b, c). Gradients come from autograd on it.
+    """
+    n = draw(st.integers(1, n_max))
+    bounded = st.floats(-2.0, 2.0, width=64)
+    m = draw(hnp.arrays(np.float64, (n, n), elements=bounded))
+    lam = draw(st.floats(0.0, 1.0))
+    a = m.T @ m + lam * np.eye(n)
+    b = draw(hnp.arrays(np.float64, (n,), elements=bounded))
+    c = draw(st.floats(0.0, 0.1))
+    x0 = draw(hnp.arrays(np.float64, (n,), elements=bounded))
+    return x0, a, b, c

@@ -1,0 +1,201 @@
+"""The harness catches planted bugs, and shrinks each to a small example that replays.
+
+Each broken optimizer is a torch.optim class with one deliberate defect (torch itself is the
+correct baseline, so every defect is the only difference). It is swapped into a registry entry
+and the harness's own check function must reject it through ``hypothesis.find``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, Phase, find, given, settings
+from hypothesis import strategies as st
+
+from conformance import checks, registry, strategies
+from conformance.checks import ConformanceError
+
+
+class ForgetfulMomentumSGD(torch.optim.SGD):
+    """The momentum buffer is not carried over between steps."""
+
+    def step(self, closure=None):
+        for state in self.state.values():
+            state.pop("momentum_buffer", None)
+        return super().step(closure)
+
+
+class BufferOnlyNesterovSGD(torch.optim.SGD):
+    """Nesterov that steps along the buffer only (forgets the g + mu*b look-ahead)."""
+
+    def step(self, closure=None):
+        flags = [g["nesterov"] for g in self.param_groups]
+        for g in self.param_groups:
+            g["nesterov"] = False
+        try:
+            return super().step(closure)
+        finally:
+            for g, flag in zip(self.param_groups, flags, strict=True):
+                g["nesterov"] = flag
+
+
+class LateBiasCorrectionAdam(torch.optim.Adam):
+    """Bias correction one step late: uses t - 1 where t is due."""
+
+    def step(self, closure=None):
+        steps = [s["step"] for s in self.state.values() if "step" in s]
+        for t in steps:
+            t -= 1
+        try:
+            return super().step(closure)
+        finally:
+            for t in steps:
+                t += 1
+
+
+class MissingKeyAdam(torch.optim.Adam):
+    """state_dict() drops exp_avg_sq."""
+
+    def state_dict(self):
+        sd = super().state_dict()
+        sd["state"] = {
+            i: {k: v for k, v in s.items() if k != "exp_avg_sq"} for i, s in sd["state"].items()
+        }
+        return sd
+
+
+class SwappedAlphaRMSprop(torch.optim.RMSprop):
+    """alpha and 1 - alpha swapped in the square average."""
+
+    def step(self, closure=None):
+        alphas = [g["alpha"] for g in self.param_groups]
+        for g in self.param_groups:
+            g["alpha"] = 1 - g["alpha"]
+        try:
+            return super().step(closure)
+        finally:
+            for g, a in zip(self.param_groups, alphas, strict=True):
+                g["alpha"] = a
+
+
+class GradMutatingAdagrad(torch.optim.Adagrad):
+    """Applies weight decay to p.grad in place."""
+
+    def step(self, closure=None):
+        for g in self.param_groups:
+            for p in g["params"]:
+                if p.grad is not None and g["weight_decay"]:
+                    p.grad.add_(p, alpha=g["weight_decay"])
+        return super().step(closure)
+
+
+PLANTED = [
+    # (entry, broken class, check, dtype)
+    ("SGD", ForgetfulMomentumSGD, "torch", "float32"),
+    ("SGD-nesterov", BufferOnlyNesterovSGD, "torch", "float64"),
+    ("SGD-nesterov", BufferOnlyNesterovSGD, "spec", "float32"),
+    ("Adam", LateBiasCorrectionAdam, "torch", "float32"),
+    ("Adam", LateBiasCorrectionAdam, "spec", "float64"),
+    ("Adam", MissingKeyAdam, "torch", "float32"),
+    ("Adam", MissingKeyAdam, "state_dict_roundtrip", "float32"),
+    ("RMSprop", SwappedAlphaRMSprop, "spec", "float32"),
+    ("Adagrad", GradMutatingAdagrad, "grad_untouched", "float64"),
+]
+PURPOSE = {"spec": "spec", "torch": "torch"}
+STEPS = {"spec": (1, 1), "state_dict_roundtrip": (2, 4)}
+
+
+def _caught(entry, check, dtype):
+    strategy = strategies.cases(
+        entry,
+        dtype,
+        "cpu",
+        purpose=PURPOSE.get(check, "invariant"),
+        steps=STEPS.get(check, (1, 4)),
+        max_side=2 if check == "spec" else 3,
+    )
+
+    def fails(case) -> bool:
+        try:
+            checks.CHECKS[check](entry, case)
+        except ConformanceError:
+            return True
+        return False
+
+    return find(
+        strategy,
+        fails,
+        settings=settings(
+            max_examples=300,
+            database=None,
+            derandomize=True,
+            deadline=None,
+            phases=[Phase.generate, Phase.shrink],
+            suppress_health_check=list(HealthCheck),
+        ),
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "broken", "check", "dtype"),
+    PLANTED,
+    ids=[f"{b.__name__}-{c}-{d}" for _, b, c, d in PLANTED],
+)
+def test_planted_bug_is_caught_with_a_small_example(name, broken, check, dtype):
+    entry = dataclasses.replace(registry.BY_NAME[name], impl_override=broken)
+    case = _caught(entry, check, dtype)
+    # shrunk: no tensor with more than 2 elements, at most 4 elements in all
+    sizes = [p.values.size // (2 if "complex" in case.dtype else 1) for p in case.params]
+    assert max(sizes) <= 2 and sum(sizes) <= 4, case
+    # the failure explains itself and its snippet replays it without Hypothesis
+    with pytest.raises(ConformanceError) as info:
+        checks.CHECKS[check](entry, case)
+    message = str(info.value)
+    assert "Reproduce without Hypothesis" in message and name in message
+    snippet = message.split("Reproduce without Hypothesis:\n", 1)[1]
+    namespace = {}
+    # the snippet names the registry entry; point it at the broken class as the test did
+    patched = snippet.replace(f"registry.BY_NAME[{name!r}]", "ENTRY")
+    with pytest.raises(ConformanceError):
+        exec(
+            "import numpy as np\n" + "\n".join(l[4:] for l in patched.splitlines()),
+            {"ENTRY": entry, **namespace},
+        )
+
+
+@pytest.mark.parametrize(
+    ("name", "check", "dtype"),
+    sorted({(n, c, d) for n, _, c, d in PLANTED}),
+    ids=lambda x: str(x),
+)
+@settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck))
+@given(data=st.data())
+def test_torch_itself_passes_the_same_checks(name, check, dtype, data):
+    """The baseline: torch.optim in place of impl passes, so the failures above come from the
+    planted bugs and not from checks that fail on anything."""
+    entry = registry.BY_NAME[name]
+    entry = dataclasses.replace(entry, impl_override=entry.reference)
+    case = data.draw(
+        strategies.cases(
+            entry,
+            dtype,
+            "cpu",
+            purpose=PURPOSE.get(check, "invariant"),
+            steps=STEPS.get(check, (1, 4)),
+        )
+    )
+    checks.CHECKS[check](entry, case)
+
+
+def test_nesterov_invariant_catches_buffer_only_nesterov():
+    entry = dataclasses.replace(
+        registry.BY_NAME["SGD-nesterov"], impl_override=BufferOnlyNesterovSGD
+    )
+    problem = (np.array([1.0]), np.array([[1.0]]), np.array([0.0]), 0.0)
+    with pytest.raises(ConformanceError, match="look-ahead"):
+        checks.nesterov_lookahead(entry, problem, {"lr": 0.1, "momentum": 0.9, "nesterov": True}, 3)
+    good = dataclasses.replace(entry, impl_override=None)
+    checks.nesterov_lookahead(good, problem, {"lr": 0.1, "momentum": 0.9, "nesterov": True}, 3)

@@ -1,0 +1,39 @@
+"""Report rows merge across workers and devices."""
+
+import json
+
+from conformance import report
+
+
+def _row(device, status="pass", examples=3, ulp=0.0, check="torch"):
+    return {
+        "optimizer": "Adam",
+        "check": check,
+        "dtype": "float32",
+        "device": device,
+        "examples": examples,
+        "max_ulp": ulp,
+        "status": status,
+        "reason": "",
+    }
+
+
+def test_worker_rows_add_up_and_failures_win():
+    merged = {}
+    report.merge(merged, [_row("cpu", examples=3, ulp=1.0)])
+    report.merge(merged, [_row("cpu", examples=4, ulp=2.0, status="fail")])
+    (r,) = merged.values()
+    assert (r["examples"], r["max_ulp"], r["status"]) == (7, 2.0, "fail")
+
+
+def test_a_cuda_run_keeps_the_cpu_rows(tmp_path):
+    cpu = {}
+    report.merge(cpu, [_row("cpu")])
+    report.write(tmp_path, cpu)
+    cuda = {}
+    report.merge(cuda, [_row("cuda", status="skip", examples=0, ulp=None)])
+    table = report.write(tmp_path, cuda)
+    assert {(r["device"], r["status"]) for r in table} == {("cpu", "pass"), ("cuda", "skip")}
+    assert json.loads((tmp_path / "conformance.json").read_text()) == table
+    md = (tmp_path / "conformance.md").read_text()
+    assert "| Adam | torch | float32 | cuda | 0 | – | skip |" in md
