@@ -56,6 +56,44 @@ class LateBiasCorrectionAdam(torch.optim.Adam):
                 t += 1
 
 
+class EpsInsideSqrtAdam(torch.optim.Adam):
+    """sqrt(v_hat + eps) where Adam has sqrt(v_hat) + eps: the seed's RMSProp dialect in Adam.
+
+    Otherwise torch's for-loop Adam, op for op, so only the eps placement can be caught.
+    """
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for group in self.param_groups:
+            beta1, beta2 = group["betas"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                g = -p.grad if group["maximize"] else p.grad
+                state = self.state[p]
+                if not state:
+                    keys = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")[
+                        : 3 if group["amsgrad"] else 2
+                    ]
+                    state["step"] = torch.tensor(0.0)
+                    state.update({k: torch.zeros_like(p) for k in keys})
+                state["step"] += 1
+                t = state["step"].item()
+                if group["weight_decay"] != 0:
+                    if group["decoupled_weight_decay"]:
+                        p.mul_(1 - group["lr"] * group["weight_decay"])
+                    else:
+                        g = g.add(p, alpha=group["weight_decay"])
+                state["exp_avg"].lerp_(g, 1 - beta1)
+                state["exp_avg_sq"].mul_(beta2).addcmul_(g, g, value=1 - beta2)
+                v = state["exp_avg_sq"]
+                if group["amsgrad"]:
+                    torch.maximum(state["max_exp_avg_sq"], v, out=state["max_exp_avg_sq"])
+                    v = state["max_exp_avg_sq"]
+                denom = (v / (1 - beta2**t)).add_(group["eps"]).sqrt_()
+                p.addcdiv_(state["exp_avg"], denom, value=-(group["lr"] / (1 - beta1**t)))
+
+
 class MissingKeyAdam(torch.optim.Adam):
     """state_dict() drops exp_avg_sq."""
 
@@ -99,6 +137,8 @@ PLANTED = [
     ("SGD-nesterov", BufferOnlyNesterovSGD, "spec", "float32"),
     ("Adam", LateBiasCorrectionAdam, "torch", "float32"),
     ("Adam", LateBiasCorrectionAdam, "spec", "float64"),
+    ("Adam", EpsInsideSqrtAdam, "torch", "float32"),
+    ("Adam", EpsInsideSqrtAdam, "spec", "float64"),
     ("Adam", MissingKeyAdam, "torch", "float32"),
     ("Adam", MissingKeyAdam, "state_dict_roundtrip", "float32"),
     ("RMSprop", SwappedAlphaRMSprop, "spec", "float32"),
