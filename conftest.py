@@ -1,19 +1,14 @@
-"""Root conftest: the ``--device`` option and the Hypothesis profiles (see conformance/profiles)."""
+"""Root conftest: the Hypothesis profiles (see conformance/profiles) for the unit tests too.
+
+The conformance matrix's own options (``--device``, ``--conformance-*``) live in
+conformance/conftest.py so that they also work with ``pytest --pyargs conformance``.
+"""
 
 import torch
 
 from conformance import profiles
 
 profiles.load_from_env()
-
-
-def pytest_addoption(parser):
-    parser.addoption(
-        "--device",
-        action="append",
-        choices=("cpu", "cuda"),
-        help="device(s) to run the conformance matrix on (default: cpu); repeatable",
-    )
 
 
 def pytest_configure(config):

@@ -152,9 +152,9 @@ class Case:
             groups.append(g)
         return groups
 
-    def build(self, cls, params: list[Tensor], *, foreach=None) -> torch.optim.Optimizer:
-        """``cls`` on ``params`` with the case's groups and starting state loaded."""
-        opt = cls(self.param_groups(params), foreach=foreach)
+    def build(self, cls, params: list[Tensor], **kwargs) -> torch.optim.Optimizer:
+        """``cls(groups, **kwargs)`` on ``params`` with the case's starting state loaded."""
+        opt = cls(self.param_groups(params), **kwargs)
         if self.state:
             opt.load_state_dict(self.state_dict(opt))
         return opt

@@ -221,16 +221,26 @@ def _worse(a: str | None, b: str) -> str:
     return b if a is None or _SEVERITY.get(b, 3) > _SEVERITY.get(a, 3) else a
 
 
+def _row_label(r: dict) -> str:
+    """The optimizer entry for impl's own rows; subject and entry for any other subject's."""
+    subject = r.get("subject", "")
+    return (
+        r["optimizer"]
+        if not subject or subject.startswith("impl.")
+        else (f"{subject} as {r['optimizer']}")
+    )
+
+
 def heat_table(report: Sequence[dict]) -> HeatTable:
-    """Pivot the report's rows (optimizer, check, dtype, device, max_ulp, status, reason)."""
+    """Pivot the report's rows (subject, optimizer, check, dtype, device, max_ulp, status)."""
     # The report's own order (the registry's), columns grouped by device.
-    rows = list(dict.fromkeys((r["optimizer"], r["check"]) for r in report))
+    rows = list(dict.fromkeys((_row_label(r), r["check"]) for r in report))
     cols = sorted(dict.fromkeys((r["dtype"], r["device"]) for r in report), key=lambda c: c[1])
     status = [[None] * len(cols) for _ in rows]
     ulp = [[None] * len(cols) for _ in rows]
     reasons: dict[str, int] = {}
     for r in report:
-        i, j = rows.index((r["optimizer"], r["check"])), cols.index((r["dtype"], r["device"]))
+        i, j = rows.index((_row_label(r), r["check"])), cols.index((r["dtype"], r["device"]))
         status[i][j] = _worse(status[i][j], r["status"])
         if r.get("max_ulp") is not None:
             ulp[i][j] = max(ulp[i][j] or 0.0, float(r["max_ulp"]))
@@ -493,7 +503,7 @@ def plot_conformance_heat(table: HeatTable, path: Path) -> Path:
         Patch(facecolor=MISSING_COLOR, edgecolor="grey", label="— no such row in the report"),
     ]
     ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.01), ncol=2, fontsize=8)
-    ax.set_title("Conformance report: max ULP per optimizer × check × dtype × device")
+    ax.set_title("Max ULP per subject × check × dtype × device")
     return _save(fig, path)
 
 
@@ -514,21 +524,25 @@ def _save(fig: Figure, path: Path) -> Path:
 # ---------------------------------------------------------------------------------------------
 
 
-def write_all(out: Path, report: Path | None = None, dtype=DTYPE) -> list[Path]:
-    """Render every figure under ``out``; the heat-table only if the report exists."""
+def write_all(out: Path, report: Path | None = None, dtype=DTYPE, seed=True) -> list[Path]:
+    """Render every figure under ``out`` (``seed=False``: only the report's heat-table); the
+    heat-table only if the report exists."""
     out = Path(out)
-    panels = seed_panels(dtype=dtype)
-    written = [
-        plot_seed_corrected(panels, out / "seed_corrected.png", dtype),
-        plot_loss_vs_step(panels, out / "loss_vs_step.png", dtype),
-        plot_seed_dialects(seed_dialects(), out / "seed_dialects.png"),
-    ]
+    written = []
+    if seed:
+        panels = seed_panels(dtype=dtype)
+        written = [
+            plot_seed_corrected(panels, out / "seed_corrected.png", dtype),
+            plot_loss_vs_step(panels, out / "loss_vs_step.png", dtype),
+            plot_seed_dialects(seed_dialects(), out / "seed_dialects.png"),
+        ]
     report = out / "conformance.json" if report is None else Path(report)
     rows = load_report(report)
     if rows is None:
         print(f"figures: no {report}; skipping the conformance heat-table (run the harness first)")
     else:
-        written.append(plot_conformance_heat(heat_table(rows), out / "conformance_heat.png"))
+        heat = out / f"{report.stem}_heat.png"  # conformance_heat.png, audit_heat.png
+        written.append(plot_conformance_heat(heat_table(rows), heat))
     return written
 
 
@@ -541,9 +555,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--report", type=Path, help="conformance JSON (default: OUT/conformance.json)"
     )
     parser.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    parser.add_argument("--report-only", action="store_true", help="only the report's heat-table")
     parser.add_argument("--docs-img", type=Path, help="also copy seed_corrected.png here (README)")
     args = parser.parse_args(argv)
-    written = write_all(args.out, args.report, getattr(torch, args.dtype))
+    written = write_all(args.out, args.report, getattr(torch, args.dtype), not args.report_only)
     if args.docs_img:
         args.docs_img.parent.mkdir(parents=True, exist_ok=True)
         written.append(Path(shutil.copyfile(written[0], args.docs_img)))

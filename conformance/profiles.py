@@ -1,5 +1,6 @@
 """Hypothesis profiles: ``dev`` (fast), ``ci`` (extends Hypothesis's built-in ``ci``, which
-``CI=true`` auto-loads: derandomized, no database) and ``thorough`` (nightly-style).
+``CI=true`` auto-loads: derandomized, no database), ``thorough`` (nightly-style) and ``explore``
+(thorough's counts, randomized, with a database on disk: ``nox -s conformance-explore``).
 
 Select with ``pytest --hypothesis-profile=NAME`` (through nox: ``nox -s conformance --
 --hypothesis-profile=thorough``) or ``HYPOTHESIS_PROFILE=NAME``.
@@ -15,6 +16,7 @@ import math
 import os
 
 from hypothesis import HealthCheck, settings
+from hypothesis.database import DirectoryBasedExampleDatabase
 
 # too_slow: first torch calls and exact mpmath steps are slow by design, not by accident.
 _SUPPRESS = [HealthCheck.too_slow, HealthCheck.data_too_large]
@@ -32,6 +34,14 @@ settings.register_profile(
 settings.register_profile(
     "thorough", max_examples=1000, deadline=None, suppress_health_check=_SUPPRESS, print_blob=True
 )
+# nox -s conformance-explore: thorough's counts, randomized (the seed is printed), and a database
+# on disk so failures found once are replayed first next time
+settings.register_profile(
+    "explore",
+    parent=settings.get_profile("thorough"),
+    derandomize=False,
+    database=DirectoryBasedExampleDatabase(".hypothesis/explore"),
+)
 
 EXAMPLE_WEIGHTS = {
     "torch": 1.0,
@@ -43,6 +53,8 @@ EXAMPLE_WEIGHTS = {
     "grad_untouched": 0.25,
     "deterministic": 0.25,
     "nesterov_lookahead": 1.0,
+    "errors": 0.25,
+    "memory_safety": 0.25,
 }
 
 
@@ -59,3 +71,12 @@ def for_check(check: str) -> settings:
     return settings(
         base, max_examples=max(1, math.ceil(base.max_examples * EXAMPLE_WEIGHTS[check]))
     )
+
+
+def limit_shrinking(seconds: float) -> None:
+    """Stop shrinking each failure after ``seconds``. Hypothesis has no setting for it, only a
+    module constant (``MAX_SHRINKING_SECONDS``, 300 s), so this sets that constant; the example
+    reported is then the smallest found so far."""
+    from hypothesis.internal.conjecture import engine
+
+    engine.MAX_SHRINKING_SECONDS = seconds

@@ -1,8 +1,11 @@
-"""Report rows: ``(optimizer, check, dtype, device)`` -> examples run, max ULP, status, reason.
+"""Report rows: ``(subject, optimizer, check, dtype, device)`` -> examples run, max ULP, status,
+reason. ``subject`` is the class under test with its fixed kwargs (``impl.Adam``,
+``torch.optim.adam.Adam(fused=True)``), ``optimizer`` the registry entry it claims.
 
 Each process (an xdist worker, or the only process) keeps its rows in ``ROWS``. Workers hand
 them to the controller through ``workeroutput``; the controller merges them and writes
-``reports/conformance.json`` and ``reports/conformance.md``. Rows of devices not in this run
+``reports/NAME.json`` and ``reports/NAME.md`` (``conformance``, or ``audit`` for subjects other
+than impl's own). Rows of devices not in this run
 are kept from the existing JSON, so ``conformance(device='cpu')`` and
 ``conformance(device='cuda')`` run one after the other add up instead of overwriting each other.
 """
@@ -12,15 +15,28 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-FIELDS = ("optimizer", "check", "dtype", "device", "examples", "max_ulp", "status", "reason")
+FIELDS = (
+    "subject",
+    "optimizer",
+    "check",
+    "contract",
+    "dtype",
+    "device",
+    "examples",
+    "max_ulp",
+    "status",
+    "reason",
+)
+KEY = ("subject", "optimizer", "check", "dtype", "device")
 ROWS: dict[tuple, dict] = {}
 
 
 def row(target, check: str) -> dict:
-    key = (target.entry.name, check, target.dtype, target.device)
+    s = target.subject
+    key = (s.label, target.entry.name, check, target.dtype, target.device)
+    values = (s.label, target.entry.name, check, s.contract, target.dtype, target.device)
     return ROWS.setdefault(
-        key,
-        dict(zip(FIELDS, (*key, 0, None, "skip", "not run"), strict=True)),
+        key, dict(zip(FIELDS, (*values, 0, None, "skip", "not run"), strict=True))
     )
 
 
@@ -41,7 +57,7 @@ def outcome(target, check: str, status: str, reason: str = "") -> None:
 
 def merge(into: dict, rows: list[dict]) -> None:
     for r in rows:
-        key = tuple(r[f] for f in FIELDS[:4])
+        key = tuple(r[f] for f in KEY)
         old = into.get(key)
         if old is None:
             into[key] = dict(r)
@@ -55,11 +71,11 @@ def merge(into: dict, rows: list[dict]) -> None:
             old["status"], old["reason"] = r["status"], r["reason"]
 
 
-def write(directory: Path, rows: dict) -> list[dict]:
-    """Merge with the rows of other devices already on disk; write JSON and Markdown."""
+def write(directory: Path, rows: dict, name: str = "conformance") -> list[dict]:
+    """Merge with the rows of other devices already on disk; write NAME.json and NAME.md."""
     directory.mkdir(parents=True, exist_ok=True)
-    path = directory / "conformance.json"
-    devices = {k[3] for k in rows}
+    path = directory / f"{name}.json"
+    devices = {r["device"] for r in rows.values()}
     kept = []
     if path.exists():
         try:
@@ -68,7 +84,7 @@ def write(directory: Path, rows: dict) -> list[dict]:
             kept = []
     table = sorted(kept + list(rows.values()), key=_order)
     path.write_text(json.dumps(table, indent=1) + "\n")
-    (directory / "conformance.md").write_text(markdown(table))
+    (directory / f"{name}.md").write_text(markdown(table))
     return table
 
 
@@ -84,6 +100,7 @@ def _order(r):
 
     return (
         r["device"],
+        r.get("subject", ""),
         pos(names, r["optimizer"]),
         pos(checks, r["check"]),
         pos(dtypes, r["dtype"]),
@@ -98,14 +115,16 @@ def _fmt_ulp(x) -> str:
 
 def markdown(table: list[dict]) -> str:
     lines = [
-        "| optimizer | check | dtype | device | examples | max ULP | status | reason |",
-        "|---|---|---|---|---:|---:|---|---|",
+        "| subject | optimizer | check | contract | dtype | device | examples | max ULP | status "
+        "| reason |",
+        "|---|---|---|---|---|---|---:|---:|---|---|",
     ]
     for r in table:
         reason = str(r["reason"]).replace("|", "\\|").replace("\n", " ")[:160]
         lines.append(
-            f"| {r['optimizer']} | {r['check']} | {r['dtype']} | {r['device']} | {r['examples']} "
-            f"| {_fmt_ulp(r['max_ulp'])} | {r['status']} | {reason} |"
+            f"| {r.get('subject', '')} | {r['optimizer']} | {r['check']} | {r.get('contract', '')} "
+            f"| {r['dtype']} | {r['device']} | {r['examples']} | {_fmt_ulp(r['max_ulp'])} "
+            f"| {r['status']} | {reason} |"
         )
     counts = {s: sum(r["status"] == s for r in table) for s in ("pass", "fail", "skip")}
     lines.append("")

@@ -24,7 +24,7 @@ def test_maximize_is_minimizing_negation(target, data):
     report.example(
         target,
         "maximize",
-        checks.maximize_is_minimizing_negation(target.entry, _case(target, data)),
+        checks.maximize_is_minimizing_negation(target.subject, _case(target, data)),
     )
 
 
@@ -37,7 +37,7 @@ def test_complex_is_real_pair(target, data):
     case = data.draw(
         strategies.cases(target.entry, target.dtype, target.device, purpose=purpose), label="case"
     )
-    ulp = checks.complex_is_real_pair(target.entry, case)
+    ulp = checks.complex_is_real_pair(target.subject, case)
     report.example(target, "complex_as_real", ulp)
 
 
@@ -45,7 +45,7 @@ def test_complex_is_real_pair(target, data):
 @profiles.for_check("state_dict_roundtrip")
 @given(data=st.data())
 def test_state_dict_roundtrip(target, data):
-    ulp = checks.state_dict_roundtrip(target.entry, _case(target, data, steps=(2, 5)))
+    ulp = checks.state_dict_roundtrip(target.subject, _case(target, data, steps=(2, 5)))
     report.example(target, "state_dict_roundtrip", ulp)
 
 
@@ -54,7 +54,7 @@ def test_state_dict_roundtrip(target, data):
 @given(data=st.data())
 def test_step_leaves_grad_untouched(target, data):
     report.example(
-        target, "grad_untouched", checks.grad_untouched(target.entry, _case(target, data))
+        target, "grad_untouched", checks.grad_untouched(target.subject, _case(target, data))
     )
 
 
@@ -62,7 +62,9 @@ def test_step_leaves_grad_untouched(target, data):
 @profiles.for_check("deterministic")
 @given(data=st.data())
 def test_deterministic(target, data):
-    report.example(target, "deterministic", checks.deterministic(target.entry, _case(target, data)))
+    report.example(
+        target, "deterministic", checks.deterministic(target.subject, _case(target, data))
+    )
 
 
 @pytest.mark.check("nesterov_lookahead")
@@ -75,5 +77,14 @@ def test_deterministic(target, data):
 )
 def test_nesterov_tracks_lookahead(target, problem, lr, momentum, steps):
     hyper = {"lr": lr, "momentum": momentum, "nesterov": True}
-    ulp = checks.nesterov_lookahead(target.entry, problem, hyper, steps)
+    ulp = checks.nesterov_lookahead(target.subject, problem, hyper, steps)
     report.example(target, "nesterov_lookahead", ulp)
+
+
+@pytest.mark.check("memory_safety")
+@profiles.for_check("memory_safety")
+@given(data=st.data())
+def test_step_writes_only_its_own_elements(target, data):
+    report.example(
+        target, "memory_safety", checks.memory_safety(target.subject, _case(target, data))
+    )

@@ -22,7 +22,7 @@ def test_matches_spec(target, data):
         ),
         label="case",
     )
-    ulp = checks.matches_spec(target.entry, case)
+    ulp = checks.matches_spec(target.subject, case)
     report.example(target, "spec", ulp)
 
 
@@ -32,9 +32,14 @@ def test_matches_spec(target, data):
 def test_trajectory_matches_spec(target, data):
     case = data.draw(
         strategies.cases(
-            target.entry, target.dtype, target.device, steps=(2, 8), purpose="spec_trajectory"
+            target.entry,
+            target.dtype,
+            target.device,
+            steps=(2, 8),
+            purpose="spec_trajectory",
+            **SPEC_SIZE,
         ),
         label="case",
     )
-    ulp = checks.trajectory_matches_spec(target.entry, case)
+    ulp = checks.trajectory_matches_spec(target.subject, case)
     report.example(target, "spec_trajectory", ulp)

@@ -7,7 +7,9 @@ from conformance import report
 
 def _row(device, status="pass", examples=3, ulp=0.0, check="torch"):
     return {
+        "subject": "impl.Adam",
         "optimizer": "Adam",
+        "contract": "bitwise",
         "check": check,
         "dtype": "float32",
         "device": device,
@@ -36,4 +38,13 @@ def test_a_cuda_run_keeps_the_cpu_rows(tmp_path):
     assert {(r["device"], r["status"]) for r in table} == {("cpu", "pass"), ("cuda", "skip")}
     assert json.loads((tmp_path / "conformance.json").read_text()) == table
     md = (tmp_path / "conformance.md").read_text()
-    assert "| Adam | torch | float32 | cuda | 0 | – | skip |" in md
+    assert "| impl.Adam | Adam | torch | bitwise | float32 | cuda | 0 | – | skip |" in md
+
+
+def test_a_rerun_on_the_same_device_replaces_its_rows(tmp_path):
+    for examples in (3, 5):
+        rows = {}
+        report.merge(rows, [_row("cpu", examples=examples)])
+        table = report.write(tmp_path, rows, "audit")
+    assert [r["examples"] for r in table] == [5]
+    assert json.loads((tmp_path / "audit.json").read_text()) == table

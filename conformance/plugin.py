@@ -1,0 +1,234 @@
+"""The pytest plugin of the conformance matrix: subjects from the options, parametrization from
+the registry, skips with their reasons, and the report (rows collected per process, merged by the
+xdist controller).
+
+It is registered through the ``pytest11`` entry point (pyproject.toml), not as a conftest, so that
+its options exist wherever the package is installed: a user's CI can run
+``pytest --pyargs conformance --conformance-subject=mypkg.optim:MyAdam --conformance-like=Adam``.
+Its hooks act only on tests marked ``check`` (the modules ``conformance/test_*.py``).
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from conformance import profiles, registry, report
+from conformance import subject as subjects_
+
+profiles.load_from_env()
+
+
+def pytest_addoption(parser):
+    group = parser.getgroup("conformance", "verified-optim conformance matrix")
+    group.addoption(
+        "--device",
+        action="append",
+        choices=("cpu", "cuda"),
+        help="device(s) to run the conformance matrix on (default: cpu); repeatable",
+    )
+    group.addoption(
+        "--conformance-subject",
+        metavar="TARGET",
+        help="optimizer class to check, 'package.module:Class' (default: impl's classes)",
+    )
+    group.addoption(
+        "--conformance-like",
+        metavar="ENTRY",
+        help="registry entry (spec) the subject claims, e.g. Adam; comma-separated for several "
+        "(default: from the class hierarchy)",
+    )
+    group.addoption(
+        "--conformance-kwargs",
+        action="append",
+        metavar="NAME=VALUE",
+        help="fixed constructor kwarg of the subject (a Python literal), e.g. fused=True",
+    )
+    group.addoption(
+        "--conformance-contract",
+        choices=subjects_.CONTRACTS,
+        help="bitwise (vs torch.optim's reference path) or ulp (within the derived bound of the "
+        "exact spec); default: ulp for a --conformance-subject, bitwise for impl",
+    )
+    group.addoption(
+        "--conformance-reference",
+        choices=subjects_.REFERENCES,
+        default="matching",
+        help="torch.optim path a bitwise subject is compared with (default: matching)",
+    )
+    group.addoption(
+        "--conformance-suite",
+        choices=sorted(subjects_.SUITES),
+        help="a built-in set of subjects: impl (the default) or torch (torch.optim's foreach and "
+        "fused paths under the ulp contract)",
+    )
+    group.addoption(
+        "--conformance-dtypes",
+        metavar="DTYPES",
+        help="comma-separated dtypes to run (default: every dtype each check applies to)",
+    )
+    group.addoption(
+        "--conformance-shrink-seconds",
+        type=float,
+        metavar="SECONDS",
+        help="stop shrinking a failing example after this long (Hypothesis's own limit: 300 s); "
+        "an audit of paths with many failures uses it to finish in minutes",
+    )
+    group.addoption(
+        "--conformance-report",
+        metavar="NAME",
+        help="writes reports/NAME.{json,md} (default: conformance, or audit for other subjects)",
+    )
+
+
+def _subjects(config) -> list:
+    option = config.getoption
+    target, suite = option("conformance_subject"), option("conformance_suite")
+    if target and suite:
+        raise pytest.UsageError("pass --conformance-subject or --conformance-suite, not both")
+    try:
+        if target:
+            return subjects_.subjects(
+                target,
+                like=(option("conformance_like") or "").split(",")
+                if option("conformance_like")
+                else None,
+                kwargs=subjects_.parse_kwargs(option("conformance_kwargs")),
+                contract=option("conformance_contract") or "ulp",
+                reference=option("conformance_reference"),
+            )
+        found = subjects_.SUITES[suite or "impl"]()
+    except subjects_.SubjectError as e:
+        raise pytest.UsageError(str(e)) from None
+    if like := option("conformance_like"):
+        found = [s for s in found if s.entry.name in like.split(",")]
+    return found
+
+
+def _dtypes(config):
+    text = config.getoption("conformance_dtypes")
+    if not text:
+        return None
+    dtypes = tuple(d.strip() for d in text.split(","))
+    unknown = [d for d in dtypes if d not in registry.REAL_DTYPES + registry.COMPLEX_DTYPES]
+    if unknown:
+        raise pytest.UsageError(f"unknown dtype {unknown[0]!r}")
+    return dtypes
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "check(name): the conformance check a test runs")
+    # One intra-op thread per process: xdist workers share the cores.
+    torch.set_num_threads(1)
+    config._conformance_subjects = _subjects(config)
+    if (seconds := config.getoption("conformance_shrink_seconds")) is not None:
+        profiles.limit_shrinking(seconds)
+    config._conformance_dtypes = _dtypes(config)
+    default = all(s.is_impl_default for s in config._conformance_subjects)
+    config._conformance_report_name = config.getoption("conformance_report") or (
+        "conformance" if default else "audit"
+    )
+    if config.pluginmanager.hasplugin("xdist"):
+        config.pluginmanager.register(_XdistRows(), "conformance-xdist-rows")
+
+
+def _devices(config) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(config.getoption("device") or ["cpu"]))
+
+
+def pytest_generate_tests(metafunc):
+    marker = metafunc.definition.get_closest_marker("check")
+    if marker is None or "target" not in metafunc.fixturenames:
+        return
+    config = metafunc.config
+    targets = registry.targets(
+        marker.args[0],
+        config._conformance_subjects,
+        _devices(config),
+        config._conformance_dtypes,
+    )
+    metafunc.parametrize("target", targets, ids=[t.id for t in targets])
+
+
+def _cuda_unavailable_reason() -> str | None:
+    if torch.cuda.is_available():
+        return None
+    return f"CUDA not available: torch.cuda.is_available() is False (torch {torch.__version__})"
+
+
+def _target_of(item) -> registry.Target | None:
+    """The item's target (``None`` also for an empty parametrization, e.g. a check that applies
+    to none of the subjects)."""
+    target = getattr(getattr(item, "callspec", None), "params", {}).get("target")
+    return target if isinstance(target, registry.Target) else None
+
+
+@pytest.fixture(autouse=True)
+def _device_available(request):
+    target = _target_of(request.node)
+    if target is None:
+        return
+    if target.device == "cuda" and (reason := _cuda_unavailable_reason()):
+        pytest.skip(reason)
+    if reason := target.subject.unsupported(target.dtype, target.device):
+        pytest.skip(reason)
+
+
+def _target_and_check(item):
+    marker = item.get_closest_marker("check")
+    target = _target_of(item)
+    return (target, marker.args[0]) if marker and target is not None else (None, None)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    rep = yield
+    target, check = _target_and_check(item)
+    if target is None:
+        return rep
+    if rep.skipped:
+        reason = rep.longrepr[2] if isinstance(rep.longrepr, tuple) else str(rep.longrepr)
+        report.outcome(target, check, "skip", reason.removeprefix("Skipped: "))
+    elif rep.failed:
+        message = str(call.excinfo.value) if call.excinfo else rep.longreprtext
+        report.outcome(target, check, "fail", message.strip().splitlines()[0][:300])
+    elif rep.when == "call":
+        report.outcome(target, check, "pass", "")
+    return rep
+
+
+class _XdistRows:
+    """Controller side: collect each worker's rows when it shuts down."""
+
+    def __init__(self):
+        self.rows: list[dict] = []
+
+    @pytest.hookimpl
+    def pytest_testnodedown(self, node, error):
+        self.rows += json.loads(node.workeroutput.get("conformance_rows", "[]"))
+
+
+def pytest_sessionfinish(session, exitstatus):
+    config = session.config
+    if hasattr(config, "workerinput"):  # xdist worker: hand rows to the controller
+        config.workeroutput["conformance_rows"] = json.dumps(list(report.ROWS.values()))
+        return
+    merged: dict = {}
+    report.merge(merged, list(report.ROWS.values()))
+    plugin = config.pluginmanager.get_plugin("conformance-xdist-rows")
+    if plugin is not None:
+        report.merge(merged, plugin.rows)
+    if not merged:
+        return
+    name = config._conformance_report_name
+    config._conformance_table = report.write(config.rootpath / "reports", merged, name)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    table = getattr(config, "_conformance_table", None)
+    if table is None:
+        return
+    terminalreporter.section(f"conformance report (reports/{config._conformance_report_name}.md)")
+    terminalreporter.write(report.markdown(table))

@@ -1,0 +1,130 @@
+"""Reproductions in plain torch: a failure's case as a script that imports nothing of this project.
+
+A user pastes it into an issue tracker: it builds the same params (values, dtype, memory layout),
+param groups, starting state and gradients, runs the optimizer(s) compared, and prints where
+they differ.
+"""
+
+from __future__ import annotations
+
+from textwrap import indent
+
+import numpy as np
+
+_PRELUDE = '''\
+import importlib
+
+import torch
+
+
+def load(path):
+    module, _, name = path.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def T(values, dtype, device="cpu", layout="contiguous"):
+    """Exactly these values (complex: (re, im) pairs) in the layout the harness drew."""
+    dtype = getattr(torch, dtype)
+    t = torch.tensor(values, dtype=torch.float64)
+    if dtype.is_complex:
+        real = t.to(dtype.to_real()).contiguous()
+        t = torch.view_as_complex(real) if t.numel() else torch.empty(t.shape[:-1], dtype=dtype)
+    t = t.to(device=device, dtype=dtype)
+    if layout == "transposed":
+        return t.mT.contiguous().mT
+    if layout == "strided":
+        base = torch.zeros((*t.shape[:-1], 2 * t.shape[-1]), dtype=dtype, device=device)
+        base[..., ::2] = t
+        return base[..., ::2]
+    return t
+
+
+def run(cls, kwargs, dtype, device, params, groups, state, grads, tensor_lr=False):
+    params = [T(v, dtype, device, layout) for v, layout in params]
+    opt = cls(
+        [
+            {
+                **{k: v for k, v in g.items() if k != "params"},
+                **({"lr": torch.tensor(g["lr"])} if tensor_lr else {}),
+                "params": [params[i] for i in g["params"]],
+            }
+            for g in groups
+        ],
+        **kwargs,
+    )
+    if state:
+        sd = opt.state_dict()
+        sd["state"] = {
+            i: {
+                k: torch.tensor(v) if k == "step" else T(v, dtype, device)
+                for k, v in s.items()
+            }
+            for i, s in state.items()
+        }
+        opt.load_state_dict(sd)
+    for step in grads:
+        for p, g in zip(params, step):
+            p.grad = None if g is None else T(g, dtype, device)
+        opt.step()
+    return params, opt
+
+
+def show(name, params, opt):
+    for i, p in enumerate(params):
+        print(f"{name} param {i}:", p)
+    for i, (p, s) in enumerate(opt.state.items()):
+        print(f"{name} state {i}:", {k: v for k, v in s.items()})
+'''
+
+
+def import_path(cls) -> str:
+    return f"{cls.__module__}:{cls.__qualname__}"
+
+
+def run_of(subject, foreach, case) -> dict:
+    """One run of a check, as plain data: the class, its kwargs and the case it ran."""
+    kwargs = dict(subject.kwargs)
+    if subject.takes_foreach:
+        kwargs["foreach"] = foreach
+    return {"cls": import_path(subject.cls), "kwargs": kwargs, "case": case}
+
+
+def _list(a) -> object:
+    return None if a is None else np.asarray(a).tolist()
+
+
+def _call(run: dict) -> str:
+    c = run["case"]
+    state = {
+        i: {k: (v if isinstance(v, float) else _list(v)) for k, v in s.items()}
+        for i, s in c.state.items()
+    }
+    return (
+        f"run(load({run['cls']!r}), {run['kwargs']!r}, {c.dtype!r}, {c.device!r},\n"
+        f"    params={[(_list(p.values), p.layout) for p in c.params]!r},\n"
+        f"    groups={c.groups!r},\n"
+        f"    state={state!r},\n"
+        f"    grads={[[_list(g) for g in step] for step in c.grads]!r},\n"
+        f"    tensor_lr={c.tensor_lr!r})"
+    )
+
+
+def plain_torch(runs, case, what: str) -> str:
+    """The script for ``runs`` (one: show it; two: compare them bit for bit)."""
+    body = [_PRELUDE]
+    names = "ab"
+    for name, r in zip(names, runs):
+        body.append(f"{name}_params, {name}_opt = {_call(r)}")
+    if len(runs) == 2:
+        body.append(
+            "for i, (a, b) in enumerate(zip(a_params, b_params)):\n"
+            "    a = torch.view_as_real(a) if a.is_complex() and not b.is_complex() else a\n"
+            "    print(f'param {i}: bitwise equal {torch.equal(a, b)}; a={a}; b={b}')\n"
+            "for i, (sa, sb) in enumerate(zip(a_opt.state.values(), b_opt.state.values())):\n"
+            "    for k in sb:\n"
+            "        print(f'state {i} {k!r}: a={sa.get(k)}; b={sb[k]}')"
+        )
+    elif runs:
+        body.append("show('result', a_params, a_opt)")
+    body.append(f"# the harness saw the difference at: {what}")
+    return indent("\n".join(body), "    ") + "\n"
