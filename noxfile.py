@@ -1,10 +1,14 @@
-"""Sessions: ``tests`` (unit tests), ``conformance`` (the CPU x CUDA matrix), ``lint``.
+"""Sessions: ``tests`` (unit tests), ``conformance`` (the CPU x CUDA matrix), ``audit``
+(torch.optim's own foreach and fused paths through the same checks), ``conformance-explore``
+(random seed, thorough counts, a database on disk), ``lint``, ``figures``, ``bench``.
 
 Every session installs torch through ``constraints.txt`` so that pip takes the
 torch 2.13.0 build the parity claims were measured against (on these machines a
 local CPU wheel) instead of resolving a multi-GB CUDA build.  Anything after
 ``--`` goes to pytest.
 """
+
+import random
 
 import nox
 
@@ -53,6 +57,65 @@ def conformance(session: nox.Session, device: str) -> None:
         )
     finally:  # draw the pictures of a failing run too: that is when the red cells matter
         session.run("python", "-m", "conformance.figures", "--out", "reports")
+
+
+@nox.session(python=PYTHON, name="conformance-explore")
+def conformance_explore(session: nox.Session) -> None:
+    """The CPU matrix with a random seed (printed), the ``explore`` profile (``thorough``'s
+    example counts, a Hypothesis database under .hypothesis/ kept between runs), so each run looks
+    somewhere new. ``-- --hypothesis-seed=N`` replays a seed. CI stays on the derandomized ``ci``.
+    """
+    _install(session, "harness,plot")
+    seed = next(
+        (a.split("=", 1)[1] for a in session.posargs if a.startswith("--hypothesis-seed=")), None
+    )
+    seed = seed or str(random.SystemRandom().randrange(2**32))
+    session.log(f"conformance-explore: --hypothesis-seed={seed}")
+    args = [a for a in session.posargs if not a.startswith("--hypothesis-seed=")]
+    session.run(
+        "pytest",
+        "conformance",
+        "-n",
+        "auto",
+        "--device=cpu",
+        "--hypothesis-profile=explore",
+        f"--hypothesis-seed={seed}",
+        "--conformance-report=explore",
+        *args,
+        env=SINGLE_THREADED,
+    )
+
+
+@nox.session(python=PYTHON)
+@nox.parametrize("device", ["cpu", "cuda"])
+def audit(session: nox.Session, device: str) -> None:
+    """torch.optim itself under the ``ulp`` contract: every entry's class with foreach=True, and
+    with fused=True where torch offers it. Writes reports/audit.{json,md} and audit_heat.png."""
+    _install(session, "harness,plot")
+    try:
+        session.run(
+            "python",
+            "-m",
+            "conformance",
+            "audit",
+            "--suite=torch",
+            f"--devices={device}",
+            "--profile=ci",
+            "--workers=auto",
+            *session.posargs,
+            env=SINGLE_THREADED,
+        )
+    finally:
+        session.run(
+            "python",
+            "-m",
+            "conformance.figures",
+            "--out",
+            "reports",
+            "--report",
+            "reports/audit.json",
+            "--report-only",
+        )
 
 
 @nox.session(python=PYTHON)
