@@ -102,6 +102,7 @@ def audit(session: nox.Session, device: str) -> None:
             f"--devices={device}",
             "--profile=ci",
             "--workers=auto",
+            "--shrink-seconds=5",  # many failures: each shrunk for at most 5 s
             *session.posargs,
             env=SINGLE_THREADED,
         )

@@ -31,6 +31,7 @@ def pytest_args(
     workers=None,
     report=None,
     shrink_seconds=None,
+    layouts=None,
 ) -> list[str]:
     """The pytest command line of an audit (validated: raises ``SubjectError`` on bad input)."""
     if target is not None:
@@ -60,6 +61,8 @@ def pytest_args(
         args.append(f"--hypothesis-profile={profile}")
     if workers:
         args += ["-n", str(workers)]
+    if layouts:
+        args.append(f"--conformance-layouts={','.join(layouts)}")
     if shrink_seconds is not None:
         args.append(f"--conformance-shrink-seconds={shrink_seconds}")
     return args
@@ -97,6 +100,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     a.add_argument("--profile", help="Hypothesis profile: dev, ci, thorough")
     a.add_argument("-n", "--workers", help="pytest-xdist workers (e.g. auto)")
     a.add_argument("--report", default="audit", help="report name under reports/")
+    a.add_argument(
+        "--layouts",
+        nargs="*",
+        choices=("contiguous", "strided", "transposed"),
+        help="param layouts to draw (default: all)",
+    )
     a.add_argument(
         "--shrink-seconds",
         type=float,

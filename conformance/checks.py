@@ -11,6 +11,7 @@ with the registry entry it claims and its contract.
 from __future__ import annotations
 
 import copy
+import functools
 import math
 import re
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from hypothesis import reject
+from hypothesis.errors import HypothesisException
 from torch import Tensor
 
 from conformance import repro
@@ -27,6 +29,30 @@ from conformance.ulp import max_or_zero, scaled_ulp_error, spacing, ulp_distance
 
 class ConformanceError(AssertionError):
     pass
+
+
+_CONTEXTS: list = []  # the contexts of the checks running now, innermost last
+
+
+def explained(check):
+    """A check whose subject raises on valid input fails with the full explanation (the case,
+    both reproductions) instead of a bare traceback from inside the optimizer."""
+
+    @functools.wraps(check)
+    def run(*args, **kwargs):
+        depth = len(_CONTEXTS)
+        try:
+            return check(*args, **kwargs)
+        except (ConformanceError, HypothesisException, _Stop):
+            raise
+        except Exception as e:
+            if len(_CONTEXTS) > depth:
+                _CONTEXTS[-1].fail("a call on valid input", f"raised {e!r}")
+            raise
+        finally:
+            del _CONTEXTS[depth:]
+
+    return run
 
 
 @dataclass
@@ -40,6 +66,9 @@ class Context:
     # for the plain-torch reproduction: the runs compared, as (class, kwargs, case) triples,
     # or the expected values themselves (spec checks)
     runs: tuple = ()
+
+    def __post_init__(self):
+        _CONTEXTS.append(self)
 
     @property
     def entry(self):
@@ -224,14 +253,18 @@ class _Stop(Exception):
     """Both sides raised the same error: nothing more to compare."""
 
 
-def compare_runs(ctx: Context, case: Case, actual, expected, bound=0.0, ignore=()) -> float:
+def compare_runs(
+    ctx: Context, case: Case, actual, expected, bound=0.0, ignore=(), judge_errors=True
+) -> float:
     """Run two (subject, foreach, case) triples in lockstep; compare params and state every step.
 
     ``bound=math.inf`` reports the distance without judging it (the ``ulp`` contract vs torch).
+    Errors are judged where both run the same path (different paths may legitimately reject
+    different inputs) and ``judge_errors``; elsewhere an example where they differ is rejected.
     """
     (sub_a, fe_a, case_a), (sub_e, fe_e, case_e) = actual, expected
     ctx.runs = (repro.run_of(sub_a, fe_a, case_a), repro.run_of(sub_e, fe_e, case_e))
-    same_path = _same_path(fe_a, fe_e) and sub_a.cls is sub_e.cls
+    same_path = judge_errors and (judge_errors == "always" or sub_a.path(fe_a) == sub_e.path(fe_e))
     pa, pe = case_a.make_params(), case_e.make_params()
     try:
         oa, err_a = _attempt(lambda: sub_a.build(case_a, pa, foreach=fe_a))
@@ -253,6 +286,7 @@ def compare_runs(ctx: Context, case: Case, actual, expected, bound=0.0, ignore=(
 
 
 # -- vs torch.optim ----------------------------------------------------------------------------
+@explained
 def matches_torch(subject, case: Case) -> float:
     """The subject and torch.optim from the same state on the same gradients: params and every
     state tensor after every step. ``bitwise`` contract: equal bit for bit (unless
@@ -270,6 +304,9 @@ def matches_torch(subject, case: Case) -> float:
         (reference, torch_foreach, case),
         bound,
         subject.own_flags,
+        # ulp: how bad input is refused is the errors check's; bitwise against a named path:
+        # whatever path the subject runs, it promised that path's behaviour
+        judge_errors=subject.bitwise and ("always" if subject.reference != "matching" else True),
     )
 
 
@@ -287,6 +324,7 @@ def _spec_state(state: dict) -> dict:
     return {k: (float(v) if k == "step" else to_numpy(v)) for k, v in state.items()}
 
 
+@explained
 def matches_spec(subject, case: Case) -> float:
     """One step from the case's starting state vs the spec's exact value, correctly rounded into
     the dtype, within ``entry.spec_ulp`` (ULPs at scale). Params without a gradient must not
@@ -358,6 +396,7 @@ def matches_spec(subject, case: Case) -> float:
     return worst
 
 
+@explained
 def trajectory_matches_spec(subject, case: Case) -> float:
     """Several steps, each judged as a one-step check: at every step the subject's result vs
     ``spec.step_exact`` (correctly rounded) from the subject's *own* params and state after the
@@ -413,6 +452,7 @@ def trajectory_matches_spec(subject, case: Case) -> float:
 
 
 # -- invariants ----------------------------------------------------------------------------------
+@explained
 def maximize_is_minimizing_negation(subject, case: Case) -> float:
     """maximize=True on gradients g is bitwise minimize on -g (params and state, every step)."""
     entry = subject.entry
@@ -421,7 +461,7 @@ def maximize_is_minimizing_negation(subject, case: Case) -> float:
     down_groups, ignore = [], {"maximize"}
     for g in case.groups:
         g = {**g, "maximize": False}
-        if entry.maximize_rounds_lr(g, case.torch_dtype, case.foreach):
+        if entry.maximize_rounds_lr(g, case.torch_dtype, subject.path(case.foreach) == "foreach"):
             # the maximize side multiplies by -clr rounded into the dtype (registry): minimize
             # at that rounded lr, bitwise; with lr_decay the per-step clr has no such lr
             if g.get("lr_decay", 0) != 0 or case.tensor_lr:
@@ -444,6 +484,7 @@ def maximize_is_minimizing_negation(subject, case: Case) -> float:
     )
 
 
+@explained
 def complex_is_real_pair(subject, case: Case) -> float:
     """A complex param behaves like its view_as_real pair (within ``entry.complex_ulp``)."""
     entry = subject.entry
@@ -506,6 +547,7 @@ def complex_is_real_pair(subject, case: Case) -> float:
     return worst
 
 
+@explained
 def state_dict_roundtrip(subject, case: Case) -> float:
     """Saving after step k and loading into a fresh optimizer (fresh param tensors) continues
     bitwise like the uninterrupted run."""
@@ -536,6 +578,7 @@ def state_dict_roundtrip(subject, case: Case) -> float:
     return max(worst, compare_states(ctx, case.steps - 1, resumed, straight, 0))
 
 
+@explained
 def grad_untouched(subject, case: Case) -> float:
     """step() leaves every p.grad as it was: the same tensor object, the same bits."""
     ctx = Context("grad_untouched", subject, case, "the gradient before step()")
@@ -555,12 +598,14 @@ def grad_untouched(subject, case: Case) -> float:
     return 0.0
 
 
+@explained
 def deterministic(subject, case: Case) -> float:
     """Two runs on the same inputs are bitwise identical."""
     ctx = Context("deterministic", subject, case, "a second identical run")
     return compare_runs(ctx, case, (subject, case.foreach, case), (subject, case.foreach, case))
 
 
+@explained
 def nesterov_lookahead(subject, problem, hyper: dict, steps: int) -> float:
     """impl's Nesterov SGD on a smooth loss tracks the look-ahead definition
     (specs.VARIANTS["nesterov:lookahead"], gradient at x - lr*mu*v): at every step
@@ -652,6 +697,7 @@ def _unchanged_outside(ctx, at: str, buffer: Tensor, before: Tensor, owned: Tens
         )
 
 
+@explained
 def memory_safety(subject, case: Case) -> float:
     """A step writes nothing outside its own parameters' elements.
 
@@ -820,6 +866,7 @@ def _compare_bad(ctx, t: int, pa, pe, oa, oe, bound, ignore) -> float:
     return worst
 
 
+@explained
 def errors_like_reference(subject, case: Case, defaults: dict | None = None) -> float:
     """Bad input (``conformance.bad_input``: hyperparameters outside the domain, non-finite
     gradients) on the subject and on torch.optim's class from the same state. Where the

@@ -15,7 +15,7 @@ import json
 import pytest
 import torch
 
-from conformance import profiles, registry, report
+from conformance import profiles, registry, report, strategies
 from conformance import subject as subjects_
 
 profiles.load_from_env()
@@ -77,6 +77,12 @@ def pytest_addoption(parser):
         "an audit of paths with many failures uses it to finish in minutes",
     )
     group.addoption(
+        "--conformance-layouts",
+        metavar="LAYOUTS",
+        help="comma-separated param layouts to draw: contiguous, strided, transposed (default: "
+        "all); e.g. to see a subject's ULPs apart from a layout bug",
+    )
+    group.addoption(
         "--conformance-report",
         metavar="NAME",
         help="writes reports/NAME.{json,md} (default: conformance, or audit for other subjects)",
@@ -123,6 +129,11 @@ def pytest_configure(config):
     # One intra-op thread per process: xdist workers share the cores.
     torch.set_num_threads(1)
     config._conformance_subjects = _subjects(config)
+    if layouts := config.getoption("conformance_layouts"):
+        chosen = tuple(x.strip() for x in layouts.split(","))
+        if unknown := set(chosen) - set(strategies.LAYOUTS):
+            raise pytest.UsageError(f"unknown layout {sorted(unknown)[0]!r}")
+        strategies.LAYOUTS = chosen
     if (seconds := config.getoption("conformance_shrink_seconds")) is not None:
         profiles.limit_shrinking(seconds)
     config._conformance_dtypes = _dtypes(config)

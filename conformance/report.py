@@ -110,6 +110,8 @@ def _order(r):
 def _fmt_ulp(x) -> str:
     if x is None:
         return "–"
+    if x != x or x in (float("inf"), float("-inf")):  # NaN vs a number: infinitely far
+        return str(x)
     return f"{x:.3g}" if x != int(x) else str(int(x))
 
 

@@ -100,6 +100,15 @@ class Subject:
         path = {"foreach": foreach} if self.takes_foreach else {}
         return case.build(self.cls, params, **path, **self.kwargs)
 
+    def path(self, foreach) -> str:
+        """The path the subject runs: its own flags first, then the case's draw (CPU default:
+        the for-loop path)."""
+        if self.kwargs.get("fused"):
+            return "fused"
+        if "foreach" in self.kwargs:
+            foreach = self.kwargs["foreach"]
+        return "foreach" if foreach else "for-loop"
+
     def reference_foreach(self, case) -> bool | None:
         """torch.optim's path for the ``torch`` check: as named, or as the case drew it."""
         if self.reference == "for-loop" or not self.bitwise:

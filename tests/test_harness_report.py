@@ -48,3 +48,10 @@ def test_a_rerun_on_the_same_device_replaces_its_rows(tmp_path):
         table = report.write(tmp_path, rows, "audit")
     assert [r["examples"] for r in table] == [5]
     assert json.loads((tmp_path / "audit.json").read_text()) == table
+
+
+def test_an_infinite_distance_is_written_as_inf(tmp_path):
+    rows = {}
+    report.merge(rows, [_row("cpu", ulp=float("inf"), status="fail")])
+    report.write(tmp_path, rows)
+    assert "| inf | fail |" in (tmp_path / "conformance.md").read_text()
