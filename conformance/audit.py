@@ -27,7 +27,7 @@ def pytest_args(
     suite=None,
     dtypes=None,
     devices=("cpu",),
-    profile=None,
+    profile="ci",
     workers=None,
     report=None,
     shrink_seconds=None,
@@ -73,8 +73,10 @@ def audit(target=None, **options) -> int:
     ``reports/audit.{json,md}`` and returns pytest's exit code (0: every check passed).
 
     Options: ``like`` (registry entry name), ``kwargs`` (``["fused=True"]``), ``contract``
-    (``"bitwise"`` or ``"ulp"``), ``reference``, ``suite``, ``dtypes``, ``devices``, ``profile``,
-    ``workers`` (xdist processes), ``report`` (file name under reports/), ``shrink_seconds``.
+    (``"bitwise"`` or ``"ulp"``), ``reference``, ``suite``, ``dtypes``, ``devices``, ``profile``
+    (default ``"ci"``: derandomized, so a rerun reproduces),
+    ``workers`` (xdist processes; ``"auto"``), ``report`` (file name under reports/),
+    ``shrink_seconds``.
     """
     import pytest
 
@@ -97,7 +99,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     a.add_argument("--suite", choices=sorted(subjects_.SUITES), help="instead of a target")
     a.add_argument("--dtypes", nargs="*", metavar="DTYPE", help=", ".join(DTYPES))
     a.add_argument("--devices", nargs="*", default=["cpu"], choices=("cpu", "cuda"))
-    a.add_argument("--profile", help="Hypothesis profile: dev, ci, thorough")
+    a.add_argument(
+        "--profile", default="ci", help="Hypothesis profile: dev, ci (default), thorough, explore"
+    )
     a.add_argument("-n", "--workers", help="pytest-xdist workers (e.g. auto)")
     a.add_argument("--report", default="audit", help="report name under reports/")
     a.add_argument(

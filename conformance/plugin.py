@@ -126,6 +126,7 @@ def _dtypes(config):
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "check(name): the conformance check a test runs")
+    config.addinivalue_line("markers", "regressions: replays conformance/regressions.py")
     # One intra-op thread per process: xdist workers share the cores.
     torch.set_num_threads(1)
     config._conformance_subjects = _subjects(config)
@@ -149,7 +150,30 @@ def _devices(config) -> tuple[str, ...]:
     return tuple(dict.fromkeys(config.getoption("device") or ["cpu"]))
 
 
+def _regressions(metafunc) -> None:
+    """Each row of conformance/regressions.py on each subject that claims its entry."""
+    from conformance.regressions import REGRESSIONS
+
+    config = metafunc.config
+    dtypes, devices = config._conformance_dtypes, _devices(config)
+    pairs = [
+        (registry.Target(s, case.dtype, case.device), (check, name, case))
+        for k, (check, name, case) in enumerate(REGRESSIONS)
+        for s in config._conformance_subjects
+        if s.entry.name == name
+        and case.device in devices
+        and (dtypes is None or case.dtype in dtypes)
+    ]
+    ids = [
+        f"{t.subject.id}{check}-{name}-{case.dtype}-{REGRESSIONS.index((check, name, case))}"
+        for t, (check, name, case) in pairs
+    ]
+    metafunc.parametrize(("target", "regression"), pairs, ids=ids)
+
+
 def pytest_generate_tests(metafunc):
+    if metafunc.definition.get_closest_marker("regressions"):
+        return _regressions(metafunc)
     marker = metafunc.definition.get_closest_marker("check")
     if marker is None or "target" not in metafunc.fixturenames:
         return
@@ -188,9 +212,13 @@ def _device_available(request):
 
 
 def _target_and_check(item):
-    marker = item.get_closest_marker("check")
     target = _target_of(item)
-    return (target, marker.args[0]) if marker and target is not None else (None, None)
+    if target is None:
+        return None, None
+    if marker := item.get_closest_marker("check"):
+        return target, marker.args[0]
+    regression = getattr(item, "callspec", None).params.get("regression")
+    return (target, regression[0]) if regression else (None, None)
 
 
 @pytest.hookimpl(wrapper=True)

@@ -1,21 +1,12 @@
-"""The regression table (conformance/regressions.py), replayed under every profile."""
+"""The regression table (conformance/regressions.py), replayed under every profile, on every
+subject that claims the row's registry entry (impl's classes by default)."""
 
 import pytest
 
-from conformance import checks, registry, report, subject
-from conformance.regressions import REGRESSIONS
+from conformance import checks, report
 
 
-def _subject(name: str):
-    """impl's class for the named registry entry, as the default run builds it."""
-    return next(s for s in subject.impl_subjects() if s.entry.name == name)
-
-
-@pytest.mark.parametrize(
-    ("check", "name", "case"),
-    REGRESSIONS,
-    ids=[f"{check}-{name}-{case.dtype}-{k}" for k, (check, name, case) in enumerate(REGRESSIONS)],
-)
-def test_regression(check, name, case):
-    target = registry.Target(_subject(name), case.dtype, case.device)
+@pytest.mark.regressions
+def test_regression(target, regression):
+    check, _, case = regression
     report.example(target, check, checks.CHECKS[check](target.subject, case))
