@@ -470,10 +470,16 @@ def _cell(status: str | None, ulp: float | None, norm, cmap) -> tuple[tuple, str
 def plot_conformance_heat(table: HeatTable, path: Path) -> Path:
     """Optimizer × check rows by dtype × device columns, coloured by max ULP; skips grey."""
     cmap = colormaps[ULP_CMAP]
-    finite = [u for row in table.ulp for u in row if u]
-    norm = LogNorm(vmin=1, vmax=max([10.0, *finite]))
+    finite = [u for row in table.ulp for u in row if u and np.isfinite(u)]
+    # clip: an infinite distance (NaN against a number) takes the darkest colour
+    norm = LogNorm(vmin=1, vmax=max([10.0, *finite]), clip=True)
     n_rows, n_cols = len(table.rows), len(table.cols)
-    fig = Figure(figsize=(3 + 1.25 * n_cols, 1.8 + 0.32 * n_rows), dpi=DPI, layout="constrained")
+    label_width = 0.075 * max((len(f"{a} · {b}") for a, b in table.rows), default=20)
+    fig = Figure(
+        figsize=(1.5 + label_width + 1.25 * n_cols, 1.8 + 0.32 * n_rows),
+        dpi=DPI,
+        layout="constrained",
+    )
     ax = fig.subplots()
     image = np.zeros((n_rows, n_cols, 4))
     for i in range(n_rows):

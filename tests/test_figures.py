@@ -168,3 +168,22 @@ def test_heat_table_pivots_and_keeps_the_worst(tmp_path):
     assert table.skip_reasons == {"CUDA not available": 1}
     path = figures.plot_conformance_heat(table, tmp_path / "heat.png")
     assert png_size(path)[0] >= 400
+
+
+def test_an_infinite_distance_is_drawn_in_the_darkest_colour(tmp_path):
+    rows = [
+        {
+            "subject": "torch.optim.SGD(foreach=True)",
+            "optimizer": "SGD",
+            "check": "torch",
+            "dtype": dt,
+            "device": "cpu",
+            "max_ulp": ulp,
+            "status": "pass",
+            "reason": "",
+        }
+        for dt, ulp in (("float32", float("inf")), ("float64", 3.0))
+    ]
+    table = figures.heat_table(rows)
+    assert table.rows == [("torch.optim.SGD(foreach=True) as SGD", "torch")]
+    assert figures.plot_conformance_heat(table, tmp_path / "audit_heat.png").exists()

@@ -58,11 +58,15 @@ class LateBiasCorrectionAdam(torch.optim.Adam):
                 t += 1
 
 
-class EpsInsideSqrtAdam(torch.optim.Adam):
-    """sqrt(v_hat + eps) where Adam has sqrt(v_hat) + eps: the seed's RMSProp dialect in Adam.
+class HandWrittenAdam(torch.optim.Adam):
+    """torch's for-loop Adam, op for op, with its last two lines as methods that a planted
+    variant overrides; so whatever a variant changes is the only difference from torch."""
 
-    Otherwise torch's for-loop Adam, op for op, so only the eps placement can be caught.
-    """
+    def denominator(self, v, bc2: float, eps: float):
+        return (v.sqrt() / bc2**0.5).add_(eps)
+
+    def apply(self, p, m, denom, step_size: float) -> None:
+        p.addcdiv_(m, denom, value=-step_size)
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -92,43 +96,24 @@ class EpsInsideSqrtAdam(torch.optim.Adam):
                 if group["amsgrad"]:
                     torch.maximum(state["max_exp_avg_sq"], v, out=state["max_exp_avg_sq"])
                     v = state["max_exp_avg_sq"]
-                denom = (v / (1 - beta2**t)).add_(group["eps"]).sqrt_()
-                p.addcdiv_(state["exp_avg"], denom, value=-(group["lr"] / (1 - beta1**t)))
+                denom = self.denominator(v, 1 - beta2**t, group["eps"])
+                self.apply(p, state["exp_avg"], denom, group["lr"] / (1 - beta1**t))
 
 
-class RoundsDifferentlyAdam(EpsInsideSqrtAdam):
+class EpsInsideSqrtAdam(HandWrittenAdam):
+    """sqrt(v_hat + eps) where Adam has sqrt(v_hat) + eps: the seed's RMSProp dialect in Adam."""
+
+    def denominator(self, v, bc2, eps):
+        return (v / bc2).add_(eps).sqrt_()
+
+
+class RoundsDifferentlyAdam(HandWrittenAdam):
     """A *correct* Adam that rounds differently from torch: ``p -= lr_t * (m / denom)`` (three
-    correctly rounded ops) where torch has ``p.addcdiv_(m, denom, value=-lr_t)``, and the
-    denominator ``sqrt(v) / sqrt(bc2) + eps`` as torch has it. Within the spec's bound, not
-    bitwise torch."""
+    correctly rounded ops) where torch has ``p.addcdiv_(m, denom, value=-lr_t)``. Within the
+    spec's bound, not bitwise torch."""
 
-    @torch.no_grad()
-    def step(self, closure=None):
-        for group in self.param_groups:
-            beta1, beta2 = group["betas"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                g = -p.grad if group["maximize"] else p.grad
-                state = self.state[p]
-                if not state:
-                    keys = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")[
-                        : 3 if group["amsgrad"] else 2
-                    ]
-                    state["step"] = torch.tensor(0.0)
-                    state.update({k: torch.zeros_like(p) for k in keys})
-                state["step"] += 1
-                t = state["step"].item()
-                if group["weight_decay"] != 0:
-                    g = g.add(p, alpha=group["weight_decay"])
-                state["exp_avg"].lerp_(g, 1 - beta1)
-                state["exp_avg_sq"].mul_(beta2).addcmul_(g, g, value=1 - beta2)
-                v = state["exp_avg_sq"]
-                if group["amsgrad"]:
-                    torch.maximum(state["max_exp_avg_sq"], v, out=state["max_exp_avg_sq"])
-                    v = state["max_exp_avg_sq"]
-                denom = (v.sqrt() / (1 - beta2**t) ** 0.5).add_(group["eps"])
-                p.sub_((state["exp_avg"] / denom).mul_(group["lr"] / (1 - beta1**t)))
+    def apply(self, p, m, denom, step_size):
+        p.sub_((m / denom).mul_(step_size))
 
 
 class OnePastTheEndSGD(torch.optim.SGD):
