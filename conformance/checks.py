@@ -330,14 +330,13 @@ def _spec_state(state: dict) -> dict:
 @explained
 def matches_spec(subject, case: Case) -> float:
     """One step from the case's starting state vs the spec's exact value, correctly rounded into
-    the dtype, within ``entry.spec_ulp`` (ULPs at scale). Params without a gradient must not
-    move and their state must not change."""
+    the dtype, within ``entry.spec_bound`` (ULPs at scale) plus ``entry.spec_underflow``. Params
+    without a gradient must not move and their state must not change."""
     import specs
 
     entry = subject.entry
     ctx = Context("spec", subject, case, f"spec {entry.torch_name} (exact, correctly rounded)")
     dtype = real_dtype(case.torch_dtype)
-    param_bound, state_bound = entry.spec_ulp[case.dtype]
     params = case.make_params()
     opt = subject.build(case, params, foreach=case.foreach)
     ctx.runs = (repro.run_of(subject, case.foreach, case),)
@@ -361,7 +360,7 @@ def matches_spec(subject, case: Case) -> float:
                     ctx.fail(f"param {i} (grad None)", "moved or its state changed")
                 continue
             exact = spec.step_exact(before[i], given[i], state_before[i], hyper, dtype)
-            slack = entry.spec_slack(group, state_before[i].get("step", 0.0), dtype)
+            bounds = entry.spec_bound(group, state_before[i].get("step", 0.0), dtype)
             inputs = {"param": before[i], "grad": given[i], **state_before[i]}
             underflow = entry.spec_underflow(group, inputs, exact, dtype)
             w = assert_scaled(
@@ -371,7 +370,7 @@ def matches_spec(subject, case: Case) -> float:
                 exact["param"],
                 before[i],
                 dtype,
-                param_bound + slack,
+                bounds["param"],
                 underflow.get("param", 0.0),
             )
             worst = max(worst, w)
@@ -392,7 +391,7 @@ def matches_spec(subject, case: Case) -> float:
                     value,
                     ref,
                     dtype,
-                    state_bound,
+                    bounds[key],
                     underflow.get(key, 0.0),
                 )
                 worst = max(worst, w)
@@ -403,7 +402,7 @@ def matches_spec(subject, case: Case) -> float:
 def trajectory_matches_spec(subject, case: Case) -> float:
     """Several steps, each judged as a one-step check: at every step the subject's result vs
     ``spec.step_exact`` (correctly rounded) from the subject's *own* params and state after the
-    previous step, within the derived one-step bound (``entry.spec_ulp`` + ``spec_slack`` +
+    previous step, within the derived one-step bound (``entry.spec_bound`` +
     ``spec_underflow``). No error accumulates in the reference, so the bound is the one-step
     theorem along a whole trajectory (issue 13: the old float64-oracle drift bound of 1024 ULPs
     was never derived and failed at 1.2e3)."""
@@ -413,7 +412,6 @@ def trajectory_matches_spec(subject, case: Case) -> float:
     ctx = Context("spec_trajectory", subject, case, f"spec {entry.torch_name} (exact, per step)")
     ctx.runs = (repro.run_of(subject, case.foreach, case),)
     dtype = real_dtype(case.torch_dtype)
-    param_bound, state_bound = entry.spec_ulp[case.dtype]
     params = case.make_params()
     opt = subject.build(case, params, foreach=case.foreach)
     worst = 0.0
@@ -431,14 +429,13 @@ def trajectory_matches_spec(subject, case: Case) -> float:
                 if grads[i] is None:
                     continue
                 exact = spec.step_exact(before[i], given[i], state_before[i], hyper, dtype)
-                slack = entry.spec_slack(group, state_before[i].get("step", 0.0), dtype)
+                bounds = entry.spec_bound(group, state_before[i].get("step", 0.0), dtype)
                 inputs = {"param": before[i], "grad": given[i], **state_before[i]}
                 underflow = entry.spec_underflow(group, inputs, exact, dtype)
                 actual = {"param": to_numpy(p), **_spec_state(opt.state.get(p, {}))}
                 for key, value in exact.items():
                     if key == "step":
                         continue
-                    bound = param_bound + slack if key == "param" else state_bound
                     ref = before[i] if key == "param" else state_before[i].get(key, 0.0)
                     w = assert_scaled(
                         ctx,
@@ -447,7 +444,7 @@ def trajectory_matches_spec(subject, case: Case) -> float:
                         value,
                         ref,
                         dtype,
-                        bound,
+                        bounds[key],
                         underflow.get(key, 0.0),
                     )
                     worst = max(worst, w)

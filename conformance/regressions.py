@@ -110,7 +110,7 @@ REGRESSIONS = (
     # Adagrad float16 (foreach): the numerator clr*g = 1.5 * 2**-24 is rounded into float16 by
     # torch's _foreach_mul (a tie among subnormals: to 2**-23), an absolute error of 2**-25
     # that the division by std = 2**-5 + eps turns into 16 ULPs of the (subnormal) result > 12.
-    # Fix (analysis): the underflow term h/D of registry.adagrad_underflow.
+    # Fix (analysis): the underflow term h/D of bounds.adagrad_underflow.
     (
         "spec",
         "Adagrad",
@@ -138,7 +138,7 @@ REGRESSIONS = (
     ),
     # Adam float16: v' = (1 - beta2)*g**2 = 1e-4 * 2**-10 lands among float16's subnormals
     # (rounded by 25%), and sqrt(v')/sqrt(1 - beta2) + eps carries half of that into the step.
-    # Fix (analysis): the square-root underflow term of registry.adam_underflow.
+    # Fix (analysis): the square-root underflow term of bounds.adam_underflow.
     (
         "spec",
         "Adam",

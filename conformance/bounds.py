@@ -1,0 +1,328 @@
+"""The spec check's error bounds, derived from each update's op sequence.
+
+Measure. ``conformance.ulp.scaled_ulp_error``: the distance of a computed output from the exact
+one-step value correctly rounded into the dtype, in units of the dtype's spacing at the scale
+``S = max(|exact|, |value before the step|)``. Since ``spacing(S) > u*S`` (``u = 2**-p``, the
+unit roundoff), an error ``k*u*|t|`` in a term ``t`` with ``|t| <= c*S`` costs fewer than ``k*c``
+ULPs at scale.
+
+Rounding counts (relative errors, in units of ``u``), for the op sequence torch runs (TORCH_NOTES,
+"How the kernels round"; impl runs the same kernels), the worse of its for-loop and foreach
+paths where they differ:
+
+- every kernel rounds its result once: ``mul``, ``div``, ``add``, and ``add(alpha=s)`` as one
+  fma: 1; ``addcmul(b, c, value=s)`` is ``fma(round(s*b), c, a)``: 2 (1 when ``s == 1``);
+  ``addcdiv(b, c, value=s)`` is ``a + round(round(s*b)/c)``; ``lerp(e, g, w)`` is
+  ``fma(w, g - e, e)``: the difference and the fma;
+- ``Tensor.sqrt`` is within 1 ULP of the correctly rounded root (not correctly rounded on this
+  CPU): 1/2 + 1 ULP of the result <= 3u relative; it halves its argument's relative error;
+- a Python-double hyperparameter is cast into the compute type: 1 (float64: exact, but its own
+  double arithmetic rounds; each double op is counted as one rounding of the dtype, which over-
+  counts float32 and below by a factor 2**29); ``1 - beta`` is exact in double for beta in
+  {0} U [0.5, 1] (Sterbenz), which the spec domain guarantees; ``math.sqrt`` is correctly rounded;
+- float16/bfloat16 kernels compute in float32 and round once on store; every op is still counted
+  at the dtype's u, because the foreach path stores each intermediate in the dtype;
+- a sum of same-sign terms (the spec domain: maximize off, one sign for params, grads and
+  momentum-like state) has the largest relative error of its terms plus its own rounding; a
+  product or quotient adds its factors' relative errors; a difference that can cancel divides
+  them by its condition (RMSprop's centered variance, bounded on the domain).
+
+An output's bound is ``FINAL`` (its own rounding, the exact value's rounding into the dtype, and
+1/2 more when the computed value lies one binade above the scale) plus the relative errors of the
+terms its last op combines, each times ``|term|/S``:
+
+- a state output ``s'`` is a same-sign sum of terms no larger than itself: ``FINAL + (k - 1)``
+  for a count ``k`` that includes its own last rounding;
+- the param ``p' = p - q`` is one rounding of the update ``q`` added to ``p``, and
+  ``|q| <= |p| + |p'| <= 2*S``: ``FINAL + 2*k_q``. (The factor 2 is reached when a step
+  crosses zero; where ``|q|`` is far below ``|p|`` the bound is loose by that ratio.)
+
+These are first-order counts. Each count ``k`` enters as ``gamma_k/u = k/(1 - k*u)`` (Higham,
+*Accuracy and Stability of Numerical Algorithms*, Lemma 3.1), which bounds the product of ``k``
+factors ``(1 + d_i)``, ``|d_i| <= u``, exactly. Gradual underflow adds absolute errors instead:
+the "Underflow terms" below, per element.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+FINAL = 1.5
+
+
+def _u(dtype: torch.dtype) -> float:
+    return torch.finfo(dtype).eps / 2
+
+
+def _gamma(k: float, dtype: torch.dtype) -> float:
+    """``gamma_k / u``: the relative error of ``k`` compounded roundings, in units of ``u``."""
+    return k / (1 - k * _u(dtype))
+
+
+def _state(k: float, dtype) -> float:
+    return FINAL + _gamma(k - 1, dtype)
+
+
+def _param(k_update: float, dtype, before_update: float = 0.0) -> float:
+    """``p' = p~ - q`` rounded once: ``q`` carries ``k_update`` roundings and ``|q| <= 2*S``;
+    ``p~`` (AdamW's decayed param, ``|p~| <= |p|``) carries ``before_update``."""
+    return FINAL + _gamma(before_update, dtype) + 2 * _gamma(k_update, dtype)
+
+
+def _l2(group, key="weight_decay") -> int:
+    """``d = g + wd*p`` as ``fma(wd, p, g)``: wd's cast and the fma (``d = g`` when wd == 0)."""
+    return 2 if group[key] else 0
+
+
+# -- Rounding counts, one function per update rule: (group, step before, dtype) -> ULPs ----------
+def sgd(group, step, dtype) -> dict:
+    """``b' = fma(1 - tau, d, round(mu*b))``: mu*b 2 (cast, mul), (1 - tau)*d 1 + k_d (cast; exact
+    in double on the domain), the fma 1. Nesterov ``e = fma(mu, b', d)``: 1 + k_b (mu's cast),
+    the fma 1. ``p' = fma(-lr, e, p)``: q = lr*e, lr's cast 1 + k_e. A fresh buffer is d (fewer)."""
+    k_d = _l2(group)
+    bounds = {}
+    if group["momentum"] == 0:
+        k_e = k_d
+    else:
+        k_b = 1 + max(2, 1 + k_d)
+        bounds["momentum_buffer"] = _state(k_b, dtype)
+        k_e = 2 + k_b if group["nesterov"] else k_b
+    bounds["param"] = _param(1 + k_e, dtype)
+    return bounds
+
+
+def adagrad(group, step, dtype) -> dict:
+    """``sum' = fma(d, d, sum)`` (addcmul with value 1): 1 + 2*k_d. ``std = sqrt(sum') + eps``:
+    the sqrt k_sum/2 + 3, eps's cast 1, the add 1. ``clr = lr/(1 + (t - 1)*lr_decay)`` in double:
+    mul, add (same sign), div and the cast: 4 (lr_decay == 0: the cast only, 1 + 0*x is exact).
+    ``q = round(round(clr*d)/std)`` (for-loop addcdiv; foreach scales the grads first, the same
+    roundings): k_clr + k_d + 1, + k_std + 1."""
+    k_d = _l2(group)
+    k_sum = 1 + 2 * k_d
+    k_std = 1 + max(k_sum / 2 + 3, 1)
+    k_clr = 4 if group["lr_decay"] else 1
+    return {
+        "sum": _state(k_sum, dtype),
+        "param": _param(k_clr + k_d + 1 + k_std + 1, dtype),
+    }
+
+
+def rmsprop(group, step, dtype) -> dict:
+    """``sq' = fma(round((1 - a)*d), d, round(a*sq))``: a*sq 2, (1 - a)*d 2 + k_d, times d + k_d,
+    the fma 1. Centered: ``ga' = lerp(ga, d, 1 - a)``: the weight's cast, the difference, d, the
+    fma: 3 + k_d; ``var = fma(-ga', ga', sq')`` cancels, but on the domain (sq >= 2*ga**2,
+    a >= 0.5) sq'/ga'**2 >= 2/(2 - a) >= 4/3, so sq'/var <= 4 and ga'**2/var <= 3: 4*k_sq +
+    3*2*k_ga + 1. ``avg = sqrt(.) + eps``: k/2 + 3, + 1. Momentum ``b' = round(mu*b) +
+    round(d/avg)``: 1 + max(2, k_d + k_avg + 1); ``q = lr*b'`` (fma) 1 + k_b. Without momentum
+    ``q = round(round(lr*d)/avg)``: 2 + k_d + k_avg + 1, the same count."""
+    k_d = _l2(group)
+    k_sq = 1 + max(2, 2 + 2 * k_d)
+    bounds = {"square_avg": _state(k_sq, dtype)}
+    if group["centered"]:
+        k_ga = 3 + k_d
+        bounds["grad_avg"] = _state(k_ga, dtype)
+        k_root = 4 * k_sq + 3 * 2 * k_ga + 1
+    else:
+        k_root = k_sq
+    k_avg = 1 + max(k_root / 2 + 3, 1)
+    k_quotient = k_d + k_avg + 1
+    if group["momentum"] > 0:
+        k_b = 1 + max(2, k_quotient)
+        bounds["momentum_buffer"] = _state(k_b, dtype)
+        bounds["param"] = _param(1 + k_b, dtype)
+    else:
+        bounds["param"] = _param(2 + k_quotient, dtype)
+    return bounds
+
+
+def adam(group, step, dtype, *, decoupled=False) -> dict:
+    """``m' = lerp(m, d, 1 - b1)``: the weight's cast, the difference, the fma, and d (b1 == 0:
+    m' = d exactly): 3 + k_d; on the domain |m' - m| <= |m'|. ``v' = fma(round((1 - b2)*d), d,
+    round(b2*v))``: 3 + 2*k_d (as RMSprop's sq'); amsgrad's maximum is exact. ``den =
+    round(sqrt(v')/c) + eps`` with ``c = math.sqrt(1 - b2**t)`` in double (the subtraction 1/2,
+    the sqrt 1, the cast 1): k_v/2 + 3, + 2.5 + 1, + 1 (eps's cast dominated). ``step_size =
+    lr/(1 - b1**t)``: 3. ``q = round(round(step_size*m')/den)``: 3 + k_m + 1 + k_den + 1.
+    AdamW first ``p~ = round(p*(1 - lr*wd))``: lr*wd, 1 - x (x <= 1/2 on the domain: the
+    rounding of x amplified at most once), the cast, the mul: 5, of |p~| <= S. The double pow
+    ``b**t`` (<= 1 ULP of double) is amplified by b**t/(1 - b**t) in 1 - b**t: ``_pow_term``."""
+    beta1 = group["betas"][0]
+    k_d = 0 if decoupled else _l2(group)
+    k_m = 3 + k_d if beta1 else k_d
+    k_v = 3 + 2 * k_d
+    k_den = 1 + max(k_v / 2 + 3 + 2.5 + 1, 1)
+    k_q = 3 + k_m + 1 + k_den + 1
+    decay = 5 if decoupled and group["weight_decay"] else 0
+    bounds = {
+        "exp_avg": _state(max(k_m, 1), dtype),
+        "exp_avg_sq": _state(k_v, dtype),
+        "param": _param(k_q, dtype, decay) + _pow_term(group, step, dtype),
+    }
+    if group["amsgrad"]:
+        bounds["max_exp_avg_sq"] = bounds["exp_avg_sq"]
+    return bounds
+
+
+def adamw(group, step, dtype) -> dict:
+    return adam(group, step, dtype, decoupled=True)
+
+
+def _pow_term(group, step, dtype) -> float:
+    """torch forms ``1 - b**t`` in double. pow's error (<= 1 double ULP, 2*u64 relative of b**t)
+    is amplified by ``a = b**t/(1 - b**t)`` (cancellation for small t, b near 1): relative
+    ``2*u64*a`` of bc1, half of that of sqrt(bc2), into q, then the factor 2 of |q| <= 2*S. In the
+    dtype's units that is ``u64/u`` times as much: ``4*a1 + 2*a2`` ULPs in float64, below 2**-27
+    of an ULP in float32."""
+    t = step + 1
+    total = 0.0
+    for beta, weight in zip(group["betas"], (2.0, 1.0), strict=True):
+        if 0 < beta < 1:
+            total += 2 * weight * beta**t / (1 - beta**t)
+    return total * _u(torch.float64) / _u(dtype)
+
+
+# -- Underflow terms ------------------------------------------------------------------------------
+# The relative model of "Rounding counts" (each rounding: |error| <= 2**-p * |result|) holds for
+# normal results. A result below the normal range is rounded with an *absolute* error of at most
+# h = (smallest subnormal)/2 instead (IEEE gradual underflow; fl(x) = x(1 + d) + e, |d| <= 2**-p,
+# |e| <= h, d*e = 0). The final rounding of an output is already within 1/2 ULP at scale (the
+# scale's spacing never drops below the smallest subnormal), so only the *intermediate* roundings
+# count: each contributes h times its amplification into the output. The amplifications come
+# from the exact one-step values (``exact``, the spec's outputs) and the inputs (``before``:
+# "param", "grad" and the starting state). The terms that matter:
+#   - a sum of squares s' that underflows feeds a square root: sqrt(s' + e) - sqrt(s') is at
+#     most min(sqrt(|e|), |e|/sqrt(s')), unbounded relative to sqrt(s') as s' -> 0;
+#   - a quotient n/D with D >= eps (eps outside the root) amplifies an absolute error of n by
+#     1/D, and an absolute error dD of the denominator by |u|/D_lo (u = n/D, D_lo the smallest
+#     D the rounded computation can produce, >= eps/2).
+# In float32/bfloat16/float64 on the spec domain (tensors and hyperparameters 0 or >= 2**-20)
+# no intermediate is below 2**-126, so these terms are tiny multiples of 2**-150 (kept: they are
+# the theorem); in float16 (normal from 2**-14, tensors from 2**-5) they are the issue-13
+# failures (Adagrad float16 13 > 12 ULP, Adam float16 19 > 16 ULP): (1 - beta2)*g**2, clr*g and
+# wd*p land among float16's subnormals.
+def _h(dtype) -> float:
+    info = torch.finfo(dtype)
+    return info.tiny * info.eps / 2  # half the smallest subnormal
+
+
+def _sqrt_shift(x, e):
+    """Bound on |sqrt(x + d) - sqrt(x)| for |d| <= e, x >= 0 exact."""
+    x = np.abs(x)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.minimum(np.sqrt(e), np.where(x > 0, e / np.sqrt(x), np.inf))
+
+
+def _l2_grad(group, before, dtype, key="weight_decay"):
+    """|d| = |g + wd*p| and the absolute underflow error of d (0 when wd == 0: d is g): the
+    rounding of d itself (h), plus the cast of the double wd into the compute type (float32
+    for float32/float16/bfloat16 tensors), exact for normal wd but off by up to that type's
+    half subnormal when wd is below its normal range (issue 13: wd = 5e-46 cast to 0), times
+    |p|."""
+    wd = group.get(key, 0.0)
+    d = np.abs(before["grad"] + wd * before["param"])
+    if not wd:
+        return d, 0.0
+    compute = torch.float64 if dtype == torch.float64 else torch.float32
+    return d, _h(dtype) + np.abs(before["param"]) * _h(compute)
+
+
+def _quotient_terms(u, n_err, den, den_err, eps, h):
+    """Absolute error of u = n/D (rounded): n's error / D, D's error * |u| / D_lo, and the
+    quotient's own possible underflow h."""
+    den_lo = np.maximum(den - den_err, eps / 2)
+    return n_err / den_lo + np.abs(u) * den_err / den_lo + h
+
+
+def sgd_underflow(group, before, exact, dtype):
+    # d = g + wd*p (eta_d <= h); b' = mu*b (h) + (1 - tau)*d (the final rounding of b' is its
+    # own; into the param it is one more h); nesterov: g + mu*b' (h); p' = p - lr*direction.
+    h = _h(dtype)
+    _, eta_d = _l2_grad(group, before, dtype)
+    lr, mu = group["lr"], group["momentum"]
+    if mu == 0:
+        return {"param": lr * eta_d}
+    fresh = "momentum_buffer" not in before
+    db = eta_d if fresh else h + (1 - group["dampening"]) * eta_d
+    direction = eta_d + mu * (db + h) + h if group["nesterov"] else db + h
+    return {"param": lr * direction, "momentum_buffer": db}
+
+
+def adagrad_underflow(group, before, exact, dtype):
+    # d (eta_d); s' = s + d*d: d's error 2|d|eta_d, s' rounded (h, it feeds the root);
+    # D = sqrt(s') (h) + eps (h); numerator clr*d: d's error times clr, and the foreach path
+    # rounds clr*d into the dtype (h); quotient and final add.
+    h = _h(dtype)
+    d, eta_d = _l2_grad(group, before, dtype)
+    t = exact["step"]
+    clr = group["lr"] / (1 + (t - 1) * group["lr_decay"])
+    s1 = exact["sum"]
+    ds = 2 * d * eta_d
+    den = np.sqrt(s1) + group["eps"]
+    den_err = _sqrt_shift(s1, ds + h) + 2 * h
+    u = clr * d / den
+    return {
+        "param": _quotient_terms(u, clr * eta_d + h, den, den_err, group["eps"], h),
+        "sum": ds,
+    }
+
+
+def rmsprop_underflow(group, before, exact, dtype):
+    # d (eta_d); sq' = alpha*sq (h) + (1 - alpha)*d*d (d's error); centered: ga' = lerp (d's
+    # error times 1 - alpha, rounded: h), var = sq' - ga'**2 (h); D = sqrt(var) (h) + eps (h);
+    # momentum: b' = mu*b (h) + d/D (quotient terms); p' = p - lr*b' (b' rounded: h).
+    h = _h(dtype)
+    d, eta_d = _l2_grad(group, before, dtype)
+    a, eps = group["alpha"], group["eps"]
+    dsq = h + (1 - a) * 2 * d * eta_d
+    var, dvar = exact["square_avg"], dsq + h
+    out = {"square_avg": dsq}
+    if group["centered"]:
+        ga = exact["grad_avg"]
+        dga = (1 - a) * eta_d
+        var = var - ga * ga
+        dvar = dvar + 2 * np.abs(ga) * (dga + h) + h
+        out["grad_avg"] = dga
+    den = np.sqrt(np.maximum(var, 0)) + eps
+    den_err = _sqrt_shift(np.maximum(var, 0), dvar) + 2 * h
+    if group["momentum"] > 0:
+        q = d / den
+        db = h + _quotient_terms(q, eta_d, den, den_err, eps, h)
+        out["momentum_buffer"] = db
+        out["param"] = group["lr"] * (db + h)
+    else:
+        u = group["lr"] * d / den
+        out["param"] = _quotient_terms(u, group["lr"] * eta_d + h, den, den_err, eps, h)
+    return out
+
+
+def adam_underflow(group, before, exact, dtype, decoupled=False):
+    # AdamW: p*(1 - lr*wd) rounded (h). Adam: d = g + wd*p (eta_d). m' = lerp (d's error times
+    # 1 - beta1; m' rounded: h into the param); v' = beta2*v (h) + (1 - beta2)*d*d (d's error),
+    # rounded (h); amsgrad's max is exact. D = sqrt(v')/c (h, h; c = sqrt(1 - beta2**t) <= 1
+    # amplifies) + eps (h); p' = p - (lr/bc1) * m'/D (round(s*m') h, quotient terms).
+    h = _h(dtype)
+    beta1, beta2 = group["betas"]
+    if decoupled:
+        d, eta_d = np.abs(before["grad"]), 0.0
+    else:
+        d, eta_d = _l2_grad(group, before, dtype)
+    t = exact["step"]
+    c = (1 - beta2**t) ** 0.5
+    step_size = group["lr"] / (1 - beta1**t)
+    m1 = exact["exp_avg"]
+    dm = (1 - beta1) * eta_d
+    second = exact.get("max_exp_avg_sq", exact["exp_avg_sq"])
+    dv = h + (1 - beta2) * 2 * d * eta_d
+    den = np.sqrt(second) / c + group["eps"]
+    den_err = (_sqrt_shift(second, dv + h) + h) / c + 2 * h
+    u = step_size * m1 / den
+    param = _quotient_terms(u, step_size * (dm + h) + h, den, den_err, group["eps"], h)
+    out = {"param": param + (h if decoupled and group["weight_decay"] else 0.0)}
+    out.update(exp_avg=dm, exp_avg_sq=dv)
+    if "max_exp_avg_sq" in exact:
+        out["max_exp_avg_sq"] = dv
+    return out
+
+
+def adamw_underflow(group, before, exact, dtype):
+    return adam_underflow(group, before, exact, dtype, decoupled=True)
