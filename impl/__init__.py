@@ -4,9 +4,29 @@ Same constructor arguments, defaults, errors, state keys and ``state_dict`` layo
 float32/float64 bitwise identical to torch.optim 2.13's for-loop and foreach paths.
 """
 
+from impl.adadelta import Adadelta
 from impl.adagrad import Adagrad
 from impl.adam import Adam, AdamW
+from impl.adamax import Adamax
+from impl.asgd import ASGD
+from impl.nadam import NAdam
+from impl.radam import RAdam
 from impl.rmsprop import RMSprop
+from impl.rprop import Rprop
 from impl.sgd import SGD
+from impl.sparse_adam import SparseAdam
 
-__all__ = ["SGD", "Adagrad", "Adam", "AdamW", "RMSprop"]
+__all__ = [
+    "ASGD",
+    "SGD",
+    "Adadelta",
+    "Adagrad",
+    "Adam",
+    "AdamW",
+    "Adamax",
+    "NAdam",
+    "RAdam",
+    "RMSprop",
+    "Rprop",
+    "SparseAdam",
+]

@@ -120,6 +120,111 @@ class ForLoopOps:
             torch.maximum(x, y, out=x)
 
     @staticmethod
+    def mul(xs, ys):
+        return [x.mul(y) for x, y in zip(xs, ys)]
+
+    @staticmethod
+    def copy_(xs, ys) -> None:
+        for x, y in zip(xs, ys):
+            x.copy_(y)
+
+    @staticmethod
+    def sign(xs):
+        return [x.sign() for x in xs]
+
+    @staticmethod
+    def sign_(xs) -> None:
+        for x in xs:
+            x.sign_()
+
+    @staticmethod
+    def clamp_(xs, low: Scalar, high: Scalar) -> None:
+        for x in xs:
+            x.clamp_(low, high)
+
+    @staticmethod
+    def masked_fill_(xs, masks, value: Scalar) -> None:
+        """``x[mask] = value``: torch's index_put, on both of its paths."""
+        for x, mask in zip(xs, masks):
+            x[mask] = value
+
+    @staticmethod
+    def step_scalars(steps) -> list[float]:
+        """Steps as Python doubles: formulas of the step run in double, as torch's for-loop."""
+        return [step.item() for step in steps]
+
+    @staticmethod
+    def decay_and_descend_(params, grads, etas, lambd: float) -> None:
+        """ASGD's ``p <- p * (1 - lambd * eta) - eta * g`` as torch's for-loop writes it: a
+        multiply by a Python-double factor, then one fused ``add_`` with ``alpha=-eta``."""
+        for p, g, eta in zip(params, grads, etas):
+            eta_value = eta.item()
+            p.mul_(1 - lambd * eta_value)
+            p.add_(g, alpha=-eta_value)
+
+    @staticmethod
+    def average_(averages, params, weights) -> None:
+        """ASGD's ``ax <- ax + mu * (p - ax)``: torch's for-loop rounds the product before the
+        add, and copies ``p`` outright while ``mu`` is 1 (before averaging starts)."""
+        for ax, p, mu in zip(averages, params, weights):
+            if mu.item() != 1:
+                ax.add_(p.sub(ax).mul_(mu))
+            else:
+                ax.copy_(p)
+
+    @staticmethod
+    def abs(xs):
+        return [x.abs() for x in xs]
+
+    @staticmethod
+    def add_scalar(xs, value: Scalar):
+        return [x.add(value) for x in xs]
+
+    @staticmethod
+    def mul_tensors_(xs, ys) -> None:
+        for x, y in zip(xs, ys):
+            x.mul_(y)
+
+    @staticmethod
+    def div_tensors_(xs, ys) -> None:
+        for x, y in zip(xs, ys):
+            x.div_(y)
+
+    @staticmethod
+    def as_complex_like(xs, params):
+        """Real-viewed ``xs`` back as complex where the param is complex: torch's for-loop
+        Adadelta adds its update to a complex param in complex arithmetic, where ``alpha * y``
+        rounds before the add (the real view would fuse them into one rounding)."""
+        return [torch.view_as_complex(x) if p.is_complex() else x for x, p in zip(xs, params)]
+
+    @staticmethod
+    def lr_for_step_sizes(lr):
+        """The lr that Adamax's and NAdam's step sizes are computed from. torch's for-loop keeps
+        a tensor lr as the 0-d tensor, so each operation on it rounds to its dtype (float32)."""
+        return lr
+
+    @staticmethod
+    def sqrt_of_ratio(xs, divisors: list):
+        """``sqrt(x / d)`` as torch's for-loop NAdam computes it: divide, then take the root."""
+        return [x.div(d).sqrt() for x, d in zip(xs, divisors)]
+
+    @staticmethod
+    def add_rectified_step_(
+        params, exp_avgs, denoms, *, lr, bias_corrections1, bias_corrections2, rects
+    ) -> None:
+        """RAdam's ``p -= lr * m / bc1 * (r * sqrt(bc2) / denom if r > 0 else 1)`` as torch's
+        for-loop writes it: left to right in tensor ops (``scalar / denom`` is a reciprocal and a
+        multiply), then one ``add_(alpha=-1)``. ``r = 0`` means not rectified."""
+        for p, m, denom, bc1, bc2, r in zip(
+            params, exp_avgs, denoms, bias_corrections1, bias_corrections2, rects
+        ):
+            bias_corrected = m / bc1
+            if r > 0:
+                p.add_(bias_corrected * lr * (bc2**0.5 / denom) * r, alpha=-1.0)
+            else:
+                p.add_(bias_corrected * lr, alpha=-1.0)
+
+    @staticmethod
     def increment_(steps) -> None:
         for step in steps:
             step += 1
@@ -205,6 +310,103 @@ class ForeachOps:
     @staticmethod
     def maximum_(xs, ys) -> None:
         torch._foreach_maximum_(xs, ys)
+
+    @staticmethod
+    def mul(xs, ys):
+        return list(torch._foreach_mul(xs, ys))
+
+    @staticmethod
+    def copy_(xs, ys) -> None:
+        torch._foreach_copy_(xs, ys)
+
+    @staticmethod
+    def sign(xs):
+        return list(torch._foreach_sign(xs))
+
+    @staticmethod
+    def sign_(xs) -> None:
+        torch._foreach_sign_(xs)
+
+    # torch's foreach path clamps and masks one tensor at a time too (both ops are exact).
+    clamp_ = staticmethod(ForLoopOps.clamp_)
+    masked_fill_ = staticmethod(ForLoopOps.masked_fill_)
+
+    @staticmethod
+    def step_scalars(steps) -> list[Tensor]:
+        """Steps as the 0-d tensors themselves: torch's foreach path evaluates formulas of the
+        step (ASGD's eta) in the step's dtype, float32 tensor ops, not in Python doubles."""
+        return list(steps)
+
+    @staticmethod
+    def decay_and_descend_(params, grads, etas, lambd: float) -> None:
+        """ASGD's ``p <- p * (1 - lambd * eta) - eta * g`` in torch's foreach form
+        ``p <- p - (g + lambd * p) * eta``: other roundings than the for-loop's, with ``eta``
+        the 0-d tensor rather than its value."""
+        intermediate = torch._foreach_add(grads, params, alpha=lambd)
+        torch._foreach_addcmul_(params, intermediate, etas, value=-1)
+
+    @staticmethod
+    def average_(averages, params, weights) -> None:
+        """ASGD's ``ax <- ax + mu * (p - ax)`` as one ``addcmul`` (a fused multiply-add),
+        also while ``mu`` is 1: torch's foreach path never copies ``p``."""
+        differences = torch._foreach_sub(params, averages)
+        torch._foreach_addcmul_(averages, differences, weights)
+
+    @staticmethod
+    def abs(xs):
+        return list(torch._foreach_abs(xs))
+
+    @staticmethod
+    def add_scalar(xs, value: Scalar):
+        return list(torch._foreach_add(xs, value))
+
+    @staticmethod
+    def mul_tensors_(xs, ys) -> None:
+        torch._foreach_mul_(xs, ys)
+
+    @staticmethod
+    def div_tensors_(xs, ys) -> None:
+        torch._foreach_div_(xs, ys)
+
+    @staticmethod
+    def as_complex_like(xs, params):
+        """Unchanged: torch's foreach path updates complex params through their real views."""
+        return list(xs)
+
+    @staticmethod
+    def lr_for_step_sizes(lr):
+        """torch's foreach Adamax and NAdam compute their step sizes from ``lr.item()``, in
+        Python doubles: a tensor lr is rounded once, not at every operation."""
+        return lr.item() if isinstance(lr, Tensor) else lr
+
+    @staticmethod
+    def sqrt_of_ratio(xs, divisors: list):
+        """``sqrt(x / d)`` as torch's foreach NAdam computes it: ``sqrt(x) / sqrt(d)``, with
+        ``sqrt(d)`` in Python doubles. Other roundings than the for-loop's ``sqrt(x / d)``."""
+        roots = list(torch._foreach_sqrt(xs))
+        torch._foreach_div_(roots, [d**0.5 for d in divisors])
+        return roots
+
+    @staticmethod
+    def add_rectified_step_(
+        params, exp_avgs, denoms, *, lr, bias_corrections1, bias_corrections2, rects
+    ) -> None:
+        """RAdam's step as torch's foreach path writes it, for rectified and unrectified params
+        alike: ``p += m * (1 / (denom / s) + u)`` with one ``addcmul``, where
+        ``s = -sqrt(bc2) * lr * r / bc1`` and ``u = -lr / bc1`` only while ``r`` is 0 (then
+        ``s`` is -0.0 and ``1 / (denom / s)`` is -0.0). A tensor lr stays a tensor in ``s`` and
+        ``u``. Consumes ``denoms``, divided in place as torch divides its scratch buffer."""
+        unrect_sizes = [
+            (lr * (0 if r > 0 else 1.0) / bc1) * -1 for r, bc1 in zip(rects, bias_corrections1)
+        ]
+        rect_sizes = [
+            (bc2**0.5) * (lr * r / bc1) * -1
+            for r, bc1, bc2 in zip(rects, bias_corrections1, bias_corrections2)
+        ]
+        torch._foreach_div_(denoms, rect_sizes)
+        torch._foreach_reciprocal_(denoms)
+        torch._foreach_add_(denoms, unrect_sizes)
+        torch._foreach_addcmul_(params, exp_avgs, denoms)
 
     @staticmethod
     def increment_(steps) -> None:

@@ -9,9 +9,20 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+import numpy as np
 import sympy
 
-from .core import GRAD, NONNEGATIVE, PARAM, STEP, UNIT_INTERVAL, Hyper, Spec, StateVar
+from .core import (
+    GRAD,
+    NONNEGATIVE,
+    PARAM,
+    STEP,
+    UNIT_INTERVAL,
+    Hyper,
+    Spec,
+    StateVar,
+    Update,
+)
 
 p, g, t = PARAM, GRAD, STEP
 
@@ -187,6 +198,275 @@ def adamw(*, amsgrad: bool = False, maximize: bool = False) -> Spec:
     return _adam("AdamW", decoupled=True, amsgrad=amsgrad, maximize=maximize)
 
 
+def _decoupled_or_l2(*, maximize: bool, decoupled: bool, eta: Hyper, wd: Hyper) -> tuple:
+    """NAdam/RAdam: ``p ← p(1 − ηλ)`` (decoupled) or the L2 term folded into the gradient."""
+    if decoupled:
+        return (*gradient(maximize=maximize), (p, p * (1 - eta.symbol * wd.symbol)))
+    return gradient(maximize=maximize, decay=wd)
+
+
+def _ema(m: sympy.Symbol, beta: sympy.Symbol, value: sympy.Expr) -> Update:
+    return (m, m + (1 - beta) * (value - m))
+
+
+def adamax(*, maximize: bool = False) -> Spec:
+    """Adamax as torch computes it: eps *inside* the infinity norm, ``u ← max(β2·u, |g| + eps)``
+    (Kingma & Ba's u_t = max(β2·u, |g|) has no eps; ``proofs.adamax_eps_placement`` measures
+    the difference)."""
+    eta, epsilon, wd = lr(2e-3), eps(1e-8), weight_decay()
+    beta1, beta2 = betas()
+    m, u = state("exp_avg", "m"), state("exp_inf", "u")
+    b1, b2 = beta1.symbol, beta2.symbol
+    return Spec(
+        "Adamax" + _suffix(maximize=maximize),
+        (eta, beta1, beta2, epsilon, wd),
+        (step_counter(), m, u),
+        (
+            (t, t + 1),
+            *gradient(maximize=maximize, decay=wd),
+            _ema(m.symbol, b1, g),
+            (u.symbol, sympy.Max(b2 * u.symbol, sympy.Abs(g) + epsilon.symbol)),
+            (p, p - eta.symbol / (1 - b1**t) * m.symbol / u.symbol),
+        ),
+    )
+
+
+def _momentum_schedule(beta1: sympy.Expr, psi: sympy.Expr, step: sympy.Expr) -> sympy.Expr:
+    """NAdam's μ_t = β1·(1 − ½·0.96^(t·ψ)) (Dozat 2016, with torch's ψ = momentum_decay)."""
+    return beta1 * (1 - sympy.Rational(1, 2) * sympy.Rational(24, 25) ** (step * psi))
+
+
+def _float32_product(param, grad, state, hyper, dtype) -> dict:
+    """torch's ``mu_product *= mu``: the 0-d state times μ_t (a double cast into the state's
+    dtype), rounded into that dtype; the update then reads it back as a double."""
+    stored = np.asarray(state.get("mu_product", np.float32(1.0)))
+    real = stored.dtype.type if stored.dtype.kind == "f" else np.float32
+    t = float(state.get("step", 0.0)) + 1
+    mu = hyper.get("beta1", 0.9) * (1.0 - 0.5 * 0.96 ** (t * hyper.get("momentum_decay", 4e-3)))
+    return {MU_PRODUCT_ROUNDED: float(real(stored) * real(mu))}
+
+
+MU_PRODUCT_ROUNDED = sympy.Symbol("Pi_t", positive=True)
+
+
+def nadam(*, decoupled: bool = False, maximize: bool = False) -> Spec:
+    """NAdam (Dozat 2016) as torch computes it: the momentum schedule μ_t, the running product
+    Π_t = μ_1⋯μ_t kept in a float32 state (rounded every step: the oracle takes Π_t as torch
+    stores it), the Nesterov-style mix of g and m, and ``sqrt(v/(1 − β2^t)) + eps``."""
+    eta, epsilon, wd = lr(2e-3), eps(1e-8), weight_decay()
+    beta1, beta2 = betas()
+    psi = _hyper("momentum_decay", 4e-3, latex="psi")
+    product = StateVar("mu_product", sympy.Symbol("Pi", positive=True), sympy.S.One, True, True)
+    m, v = state("exp_avg", "m"), state("exp_avg_sq", "v")
+    b1, b2 = beta1.symbol, beta2.symbol
+    mu_t = _momentum_schedule(b1, psi.symbol, t)
+    mu_next = _momentum_schedule(b1, psi.symbol, t + 1)
+    pi_t = MU_PRODUCT_ROUNDED
+    denominator = sympy.sqrt(v.symbol / (1 - b2**t)) + epsilon.symbol
+    return Spec(
+        "NAdam" + _suffix(decoupled_weight_decay=decoupled, maximize=maximize),
+        (eta, beta1, beta2, epsilon, wd, psi),
+        (step_counter(), product, m, v),
+        (
+            (t, t + 1),
+            *_decoupled_or_l2(maximize=maximize, decoupled=decoupled, eta=eta, wd=wd),
+            (product.symbol, pi_t),
+            _ema(m.symbol, b1, g),
+            (v.symbol, b2 * v.symbol + (1 - b2) * g**2),
+            (
+                p,
+                p
+                - eta.symbol * (1 - mu_t) / (1 - pi_t) * g / denominator
+                - eta.symbol * mu_next / (1 - pi_t * mu_next) * m.symbol / denominator,
+            ),
+        ),
+        decided={pi_t: product.symbol * mu_t},
+        decide=_float32_product,
+        notes="Π_t is torch's float32 mu_product (rounded every step), read back as a double",
+    )
+
+
+RECTIFY = sympy.Symbol("r", real=True)
+
+
+def radam_rho(beta2: sympy.Expr, step: sympy.Expr) -> tuple[sympy.Expr, sympy.Expr]:
+    """(ρ_∞, ρ_t): the length of the simple moving average that approximates the EMA of g²
+    (Liu et al. 2019; ``proofs.radam_rho_closed_form`` derives it)."""
+    rho_inf = 2 / (1 - beta2) - 1
+    return rho_inf, rho_inf - 2 * step * beta2**step / (1 - beta2**step)
+
+
+def _radam_rectifies(param, grad, state, hyper, dtype) -> dict:
+    """torch decides ``rho_t > 5`` in Python doubles, op for op as below."""
+    step = float(state.get("step", 0.0)) + 1
+    beta2 = hyper.get("beta2", 0.999)
+    rho_inf = 2 / (1 - beta2) - 1
+    rho_t = rho_inf - 2 * step * (beta2**step) / (1 - beta2**step)
+    return {RECTIFY: 1.0 if rho_t > 5.0 else 0.0}
+
+
+def radam(*, decoupled: bool = False, maximize: bool = False) -> Spec:
+    """RAdam as torch computes it: unrectified (momentum SGD with bias correction) until
+    ρ_t > 5 — decided in double, as torch does (Liu et al. use ρ_t > 4) — then
+    ``m̂·r_t·sqrt(1 − β2^t)/(sqrt(v) + eps)``: eps is added to sqrt(v), not to sqrt(v̂)."""
+    eta, epsilon, wd = lr(1e-3), eps(1e-8), weight_decay()
+    beta1, beta2 = betas()
+    m, v = state("exp_avg", "m"), state("exp_avg_sq", "v")
+    b1, b2 = beta1.symbol, beta2.symbol
+    rho_inf, rho_t = radam_rho(b2, t)
+    rectification = sympy.sqrt(
+        (rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t)
+    )
+    m_hat = m.symbol / (1 - b1**t)
+    adaptive = sympy.sqrt(1 - b2**t) / (sympy.sqrt(v.symbol) + epsilon.symbol)
+    return Spec(
+        "RAdam" + _suffix(decoupled_weight_decay=decoupled, maximize=maximize),
+        (eta, beta1, beta2, epsilon, wd),
+        (step_counter(), m, v),
+        (
+            (t, t + 1),
+            *_decoupled_or_l2(maximize=maximize, decoupled=decoupled, eta=eta, wd=wd),
+            _ema(m.symbol, b1, g),
+            (v.symbol, b2 * v.symbol + (1 - b2) * g**2),
+            (
+                p,
+                sympy.Piecewise(
+                    (p - eta.symbol * m_hat * rectification * adaptive, RECTIFY > 0),
+                    (p - eta.symbol * m_hat, True),
+                ),
+            ),
+        ),
+        decided={RECTIFY: sympy.Piecewise((1, rho_t > 5), (0, True))},
+        decide=_radam_rectifies,
+        notes="the branch is torch's double-precision rho_t > 5",
+    )
+
+
+def adadelta(*, maximize: bool = False) -> Spec:
+    """Adadelta (Zeiler 2012) with torch's lr (the paper's is 1) and eps inside both roots."""
+    eta, epsilon, wd = lr(1.0), eps(1e-6), weight_decay()
+    rho = _hyper("rho", 0.9, sympy.Interval(0, 1))
+    v, u = state("square_avg", "v"), state("acc_delta", "u")
+    delta = sympy.Symbol("Delta", real=True)
+    r = rho.symbol
+    return Spec(
+        "Adadelta" + _suffix(maximize=maximize),
+        (eta, rho, epsilon, wd),
+        (step_counter(), v, u),
+        (
+            (t, t + 1),
+            *gradient(maximize=maximize, decay=wd),
+            (v.symbol, r * v.symbol + (1 - r) * g**2),
+            (
+                delta,
+                sympy.sqrt(u.symbol + epsilon.symbol) / sympy.sqrt(v.symbol + epsilon.symbol) * g,
+            ),
+            (u.symbol, r * u.symbol + (1 - r) * delta**2),
+            (p, p - eta.symbol * delta),
+        ),
+    )
+
+
+def asgd(*, maximize: bool = False) -> Spec:
+    """ASGD as torch computes it: ``p ← p(1 − λ·η_t) − η_t·g`` with the η_t and μ_t the
+    *previous* step stored (float32 0-d states), then Polyak–Juditsky averaging
+    ``ax ← ax + μ_t(p − ax)`` (μ_t = 1 copies p), then η_{t+1} = lr/(1 + λ·lr·t)^α and
+    μ_{t+1} = 1/max(1, t − t0)."""
+    eta = lr(1e-2)
+    lambd, power = _hyper("lambd", 1e-4), _hyper("alpha", 0.75)
+    t0, wd = _hyper("t0", 1e6), weight_decay()
+    rate = StateVar("eta", sympy.Symbol("eta_t", positive=True), eta.symbol, True, True)
+    mu = StateVar("mu", sympy.Symbol("mu_t", positive=True), sympy.S.One, True, True)
+    ax = state("ax", "a")
+    return Spec(
+        "ASGD" + _suffix(maximize=maximize),
+        (eta, lambd, power, t0, wd),
+        (step_counter(), rate, mu, ax),
+        (
+            (t, t + 1),
+            *gradient(maximize=maximize, decay=wd),
+            (p, p * (1 - lambd.symbol * rate.symbol) - rate.symbol * g),
+            (ax.symbol, ax.symbol + mu.symbol * (p - ax.symbol)),
+            (rate.symbol, eta.symbol / (1 + lambd.symbol * eta.symbol * t) ** power.symbol),
+            (mu.symbol, 1 / sympy.Max(1, t - t0.symbol)),
+        ),
+        notes="eta and mu are float32 states set at the end of a step: a step uses the previous",
+    )
+
+
+SIGN = sympy.Symbol("sigma", real=True)
+
+
+def _rprop_sign(param, grad, state, hyper, dtype) -> dict:
+    """torch's ``grad.mul(prev).sign()``: the product rounded into the dtype (f16/bf16 via
+    float32), so an underflow to 0 means "no sign change", factor 1."""
+    import torch
+
+    prev = state.get("prev")
+    if prev is None:
+        return {SIGN: np.zeros(np.shape(param))}
+    product = torch.from_numpy(np.asarray(grad, np.float64) * np.asarray(prev, np.float64))
+    return {SIGN: np.sign(product.to(_torch_dtype(dtype)).double().numpy())}
+
+
+def _torch_dtype(dtype):
+    import torch
+
+    return dtype if isinstance(dtype, torch.dtype) else getattr(torch, str(dtype))
+
+
+def rprop(*, maximize: bool = False) -> Spec:
+    """Rprop as torch computes it (iRprop−, Igel & Hüsken 2000: no weight backtracking; the
+    gradient is zeroed where its sign flipped): the step size grows by η+ where g·prev > 0,
+    shrinks by η− where it is < 0, clamped to [min, max]; ``p ← p − sign(g)·step``."""
+    eta = lr(1e-2)
+    minus, plus = _hyper("etaminus", 0.5), _hyper("etaplus", 1.2)
+    low, high = _hyper("step_size_min", 1e-6), _hyper("step_size_max", 50.0)
+    prev = state("prev", "q")
+    size = StateVar("step_size", sympy.Symbol("s", positive=True), eta.symbol)
+    factor = sympy.Piecewise((plus.symbol, SIGN > 0), (minus.symbol, SIGN < 0), (1, True))
+    kept = sympy.Symbol("g_kept", real=True)
+    return Spec(
+        "Rprop" + _suffix(maximize=maximize),
+        (eta, minus, plus, low, high),
+        (step_counter(), prev, size),
+        (
+            (t, t + 1),
+            *gradient(maximize=maximize),
+            (size.symbol, sympy.Min(sympy.Max(size.symbol * factor, low.symbol), high.symbol)),
+            (kept, sympy.Piecewise((0, SIGN < 0), (g, True))),
+            (p, p - sympy.sign(kept) * size.symbol),
+            (prev.symbol, kept),
+        ),
+        decided={SIGN: sympy.sign(g * prev.symbol)},
+        decide=_rprop_sign,
+        notes="the sign is of g·prev rounded into the dtype (an underflow to 0 keeps the step)",
+    )
+
+
+def sparse_adam() -> Spec:
+    """SparseAdam on the rows a gradient names: Adam's moments, and eps added to sqrt(v)
+    *before* the bias correction, ``lr·sqrt(1 − β2^t)/(1 − β1^t) · m/(sqrt(v) + eps)``, unlike
+    Adam's ``sqrt(v̂) + eps``. Rows the gradient does not name do not change."""
+    eta, epsilon = lr(1e-3), eps(1e-8)
+    beta1, beta2 = betas()
+    m, v = state("exp_avg", "m"), state("exp_avg_sq", "v")
+    b1, b2 = beta1.symbol, beta2.symbol
+    step_size = eta.symbol * sympy.sqrt(1 - b2**t) / (1 - b1**t)
+    return Spec(
+        "SparseAdam",
+        (eta, beta1, beta2, epsilon),
+        (step_counter(), m, v),
+        (
+            (t, t + 1),
+            _ema(m.symbol, b1, g),
+            _ema(v.symbol, b2, g**2),
+            (p, p - step_size * m.symbol / (sympy.sqrt(v.symbol) + epsilon.symbol)),
+        ),
+        notes="touched rows only; eps is not bias-corrected",
+    )
+
+
 def for_group(optimizer_name: str, group: Mapping) -> tuple[Spec, dict[str, float]]:
     """The spec and float hyperparameters for one torch param_group of ``optimizer_name``."""
     maximize = bool(group.get("maximize", False))
@@ -208,13 +488,45 @@ def for_group(optimizer_name: str, group: Mapping) -> tuple[Spec, dict[str, floa
             momentum=group.get("momentum", 0) > 0,
             maximize=maximize,
         )
+    elif optimizer_name in _BY_FLAGS:
+        factory, flags = _BY_FLAGS[optimizer_name]
+        spec = factory(maximize=maximize, **{f: bool(group.get(f, False)) for f in flags})
     else:
         raise KeyError(f"no spec for optimizer {optimizer_name!r}")
     values = dict(group)
-    if "betas" in values:
-        values["beta1"], values["beta2"] = values["betas"]
+    for pair, names in _PAIRS.items():
+        if pair in values:
+            values[names[0]], values[names[1]] = values[pair]
     hyper = {h.name: float(values.get(h.name, h.default)) for h in spec.hypers}
     return spec, hyper
+
+
+# The structural flags of the newer classes map one to one onto their factories' keywords.
+_BY_FLAGS = {
+    "Adamax": (adamax, ()),
+    "NAdam": (
+        lambda maximize, decoupled_weight_decay: nadam(
+            decoupled=decoupled_weight_decay, maximize=maximize
+        ),
+        ("decoupled_weight_decay",),
+    ),
+    "RAdam": (
+        lambda maximize, decoupled_weight_decay: radam(
+            decoupled=decoupled_weight_decay, maximize=maximize
+        ),
+        ("decoupled_weight_decay",),
+    ),
+    "Adadelta": (adadelta, ()),
+    "ASGD": (asgd, ()),
+    "Rprop": (rprop, ()),
+    "SparseAdam": (lambda maximize: sparse_adam(), ()),
+}
+# torch's tuple hyperparameters, split into the specs' scalar names.
+_PAIRS = {
+    "betas": ("beta1", "beta2"),
+    "etas": ("etaminus", "etaplus"),
+    "step_sizes": ("step_size_min", "step_size_max"),
+}
 
 
 def all_torch_specs() -> list[Spec]:
@@ -231,4 +543,6 @@ def all_torch_specs() -> list[Spec]:
     specs.append(rmsprop(maximize=True))
     for factory in (adam, adamw):
         specs += [factory(), factory(amsgrad=True), factory(maximize=True)]
+    specs += [adamax(), adadelta(), asgd(), rprop(), sparse_adam()]
+    specs += [factory(decoupled=d) for factory in (nadam, radam) for d in (False, True)]
     return specs

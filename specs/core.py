@@ -7,6 +7,7 @@ math is written once, symbolically.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ from functools import cached_property
 import mpmath
 import numpy as np
 import sympy
+import torch
 from sympy.printing.pretty.pretty import PrettyPrinter
 from sympy.printing.pretty.stringpict import prettyForm
 
@@ -47,6 +49,10 @@ class StateVar:
     # spec then describes with `first_updates` (SGD's momentum buffer becomes the gradient).
     initial: sympy.Expr | None
     scalar: bool = False  # one value per tensor (the step counter), not per element
+    # A 0-d state torch stores in its scalar dtype (float32; float64 under a float64 default
+    # dtype) whatever the param's dtype: NAdam's mu_product, ASGD's eta and mu. Its exact value
+    # is rounded into that dtype, not the param's.
+    own_dtype: bool = False
 
 
 @dataclass(frozen=True)
@@ -58,6 +64,14 @@ class Spec:
     first_updates: tuple[Update, ...] | None = None  # used while a lazy state is missing
     grad_at: sympy.Expr = PARAM  # where the caller must take the gradient (look-ahead forms)
     notes: str = ""  # how it differs from torch, for reports
+    # Values torch takes in floating point outside the elementwise math, which the exact oracle
+    # takes the same way: branch selectors (RAdam's rho_t > 5 evaluated in double, Rprop's sign
+    # of g*prev rounded into the dtype) and scalars torch keeps rounded (NAdam's float32
+    # mu_product). ``decided`` maps each symbol to its exact meaning (used by proofs and by the
+    # exact-math variants); ``decide(param, grad, state, hyper, dtype)`` returns its value as
+    # torch computes it (a float, or an array over the param's elements).
+    decided: Mapping[sympy.Symbol, sympy.Expr] = field(default_factory=dict)
+    decide: Callable | None = field(default=None, repr=False, compare=False)
     param: sympy.Symbol = field(default=PARAM, repr=False)
     grad: sympy.Symbol = field(default=GRAD, repr=False)
 
@@ -91,7 +105,32 @@ class Spec:
             self.grad,
             *(v.symbol for v in self.state),
             *(h.symbol for h in self.hypers),
+            *self.decided,
         ]
+
+    def exact(self) -> Spec:
+        """The same rules with every decided symbol replaced by its exact meaning: the pure
+        math, for proofs and float64 trajectories of the rule itself."""
+        if not self.decided:
+            return self
+
+        def substitute(rules):
+            return None if rules is None else tuple((t, e.xreplace(self.decided)) for t, e in rules)
+
+        return dataclasses.replace(
+            self,
+            updates=substitute(self.updates),
+            first_updates=substitute(self.first_updates),
+            decided={},
+            decide=None,
+        )
+
+    def output_dtype(self, name: str, dtype):
+        """The dtype an output is stored in: the param's, or torch's scalar dtype."""
+        var = next((v for v in self.state if v.name == name), None)
+        if var is not None and var.own_dtype:
+            return "float64" if torch.get_default_dtype() == torch.float64 else "float32"
+        return dtype
 
     # ---- readable math ---------------------------------------------------------------------
 
@@ -110,6 +149,11 @@ class Spec:
                 for v in self.state
             )
             lines.append(f"  state (fresh): {initial}")
+        for symbol, meaning in self.decided.items():
+            lines.append(
+                f"  decided as torch computes it: {_PRINTER.doprint(symbol)}"
+                f" (exactly {_one_line(meaning)})"
+            )
         if self.grad_at != self.param:
             lines.append(f"  gradient taken at: {_PRINTER.doprint(self.grad_at)}")
         if self.first_updates is not None:
@@ -139,11 +183,12 @@ class Spec:
         outputs = list(self.final_expressions(first).values())
         return sympy.lambdify(self._arguments(), outputs, modules=modules, cse=True)
 
-    def _inputs(self, param, grad, state: Mapping | None, hyper: Mapping):
+    def _inputs(self, param, grad, state: Mapping | None, hyper: Mapping, dtype="float64"):
         """Resolve inputs: (is_first_step, list of argument values as float64 arrays/numbers)."""
+        state = {k: v for k, v in (state or {}).items() if v is not None}  # None: torch's lazy
+        decided = self.decide(param, grad, state, hyper, dtype) if self.decide is not None else {}
         param = np.asarray(param, dtype=np.float64)
         grad = np.asarray(grad, dtype=np.float64)
-        state = {k: v for k, v in (state or {}).items() if v is not None}  # None: torch's lazy
         hyper_values = {h.symbol: float(hyper.get(h.name, h.default)) for h in self.hypers}
         first = any(v.initial is None and v.name not in state for v in self.state)
         state_values = []
@@ -158,11 +203,18 @@ class Spec:
                 state_values.append(float(np.asarray(value)))
             else:
                 state_values.append(np.broadcast_to(np.asarray(value, np.float64), param.shape))
-        return first, [param, grad, *state_values, *hyper_values.values()]
+        decided_values = [
+            decided[symbol] if np.ndim(decided[symbol]) == 0 else np.asarray(decided[symbol])
+            for symbol in self.decided
+        ]
+        return first, [param, grad, *state_values, *hyper_values.values(), *decided_values]
 
-    def step_float64(self, param, grad, state: Mapping | None, hyper: Mapping) -> dict:
-        """One step in float64 (numpy), vectorized; IEEE NaN/inf propagation."""
-        first, args = self._inputs(param, grad, state, hyper)
+    def step_float64(
+        self, param, grad, state: Mapping | None, hyper: Mapping, dtype="float64"
+    ) -> dict:
+        """One step in float64 (numpy), vectorized; IEEE NaN/inf propagation. ``dtype`` is the
+        one torch would compute in, for the decided values only."""
+        first, args = self._inputs(param, grad, state, hyper, dtype)
         with np.errstate(all="ignore"):
             outputs = self._float64_functions[first](*args)
         return self._package(outputs, np.shape(args[0]))
@@ -188,9 +240,10 @@ class Spec:
         (inf/NaN, which is what the exact limit would round to).
         """
         binary_format(dtype)  # validate early
-        first, args = self._inputs(param, grad, state, hyper)
+        first, args = self._inputs(param, grad, state, hyper, dtype)
         shape = np.shape(args[0])
-        reference = self.step_float64(param, grad, state, hyper)  # zero signs, 0/0 fallback
+        reference = self.step_float64(param, grad, state, hyper, dtype)  # zero signs, 0/0
+        dtypes = {name: self.output_dtype(name, dtype) for name in self.outputs}
         function = self._mpmath_functions[first]
         size = int(np.prod(shape))
         columns = [
@@ -204,7 +257,7 @@ class Spec:
                 name: (value if np.ndim(value) == 0 else value.reshape(-1)[index])
                 for name, value in reference.items()
             }
-            rounded = _exact_element(function, element, self.outputs, dtype, digits, fallback)
+            rounded = _exact_element(function, element, self.outputs, dtypes, digits, fallback)
             for name, value in rounded.items():
                 result[name][index] = value
         # the step counter is an exact integer, not a value of dtype (torch keeps it in float32)
@@ -235,7 +288,7 @@ def _is_scalar(spec: Spec, name: str) -> bool:
     return any(v.name == name and v.scalar for v in spec.state)
 
 
-def _exact_element(function, element, names, dtype, digits, fallback) -> dict[str, float]:
+def _exact_element(function, element, names, dtypes, digits, fallback) -> dict[str, float]:
     # >= 64 bits keeps every float64 input exact whatever `digits` says; the inputs' exponent
     # spread is added on top so that a sum like m + (1 - b1)(g - m) with |m| >> |g| cannot
     # cancel away g's contribution (a fixed 50 digits did, for spreads beyond ~1e20).
@@ -247,13 +300,15 @@ def _exact_element(function, element, names, dtype, digits, fallback) -> dict[st
                 values = function(*(mpmath.mpf(x) for x in element))
             except ZeroDivisionError:
                 return {name: float(fallback[name]) for name in names}
-            hard = any(near_midpoint(v, dtype, mpmath.mp.prec - 8) for v in values)
+            hard = any(
+                near_midpoint(v, dtypes[name], mpmath.mp.prec - 8) for name, v in zip(names, values)
+            )
         settled = previous is not None and all(a == b for a, b in zip(values, previous))
         if not hard or settled:
             break
         previous = values
     return {
-        name: round_to_format(value, dtype, zero_sign=math.copysign(1.0, fallback[name]))
+        name: round_to_format(value, dtypes[name], zero_sign=math.copysign(1.0, fallback[name]))
         for name, value in zip(names, values)
     }
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import sympy
 
-from .algorithms import adam, rmsprop, sgd
+from .algorithms import adam, adamax, asgd, nadam, radam_rho, rmsprop, sgd
 from .core import Spec
 from .seed import nesterov_lookahead
 
@@ -241,10 +241,160 @@ def quadratic_closed_forms(steps: int = 6) -> ProofResult:
     )
 
 
+def _generic_branch(expr: sympy.Expr) -> sympy.Expr:
+    """The ``True`` branch of a Piecewise that SymPy splits off for a boundary value outside the
+    domain (β = 1 in a geometric sum over 0 ≤ β < 1)."""
+    if isinstance(expr, sympy.Piecewise):
+        return expr.args[-1][0]
+    return expr
+
+
+def radam_rho_closed_form(betas=(0.9, 0.99, 0.999, 0.9999)) -> ProofResult:
+    """RAdam's ρ_t = ρ_∞ − 2tβ^t/(1 − β^t) is the length f of the simple moving average whose
+    centre of mass equals that of the bias-corrected EMA of g² (Liu et al. 2019, eq. 4):
+
+    the EMA weights (1 − β)β^(t−i)/(1 − β^t), i = 1..t, have centre of mass c; an SMA of the
+    last f values has t − (f − 1)/2; so f = 2(t − c) + 1, and f − ρ_t simplifies to 0 for
+    0 ≤ β < 1. Derived beside it: the first step where torch rectifies (ρ_t > 5) for common β2,
+    and the paper's threshold (ρ_t > 4); ρ_∞ ≤ 5 (β2 ≤ 2/3) never rectifies.
+    """
+    beta = sympy.Symbol("beta2", positive=True)
+    t, i = sympy.symbols("t i", integer=True, positive=True)
+    centre = sympy.summation((1 - beta) * beta ** (t - i) * i, (i, 1, t)) / (1 - beta**t)
+    rho_inf, rho_t = radam_rho(beta, t)
+    residual = _generic_branch(sympy.simplify(sympy.piecewise_fold(2 * (t - centre) + 1 - rho_t)))
+
+    def first_step(b, threshold):
+        b = sympy.nsimplify(b)
+        for n in range(1, 10_000):
+            if rho_t.subs({beta: b, t: n}) > threshold:
+                return n
+        return None
+
+    derived = {
+        f"first rectified step, beta2={b} (torch: rho_t > 5; paper: > 4)": sympy.Tuple(
+            first_step(b, 5), first_step(b, 4)
+        )
+        for b in betas
+    }
+    derived["never rectified iff beta2 <="] = sympy.solve(sympy.Eq(rho_inf, 5), beta)[0]
+    return ProofResult(
+        "radam_rho_closed_form",
+        "RAdam: ρ_t = ρ_∞ − 2tβ2^t/(1 − β2^t) = 2(t − centre of mass of the EMA) + 1",
+        residual,
+        residual == 0,
+        derived,
+    )
+
+
+def nadam_mu_product(steps: int = 6) -> ProofResult:
+    """NAdam's ``mu_product`` state, updated as Π ← Π·μ_t from Π = 1, is the running product
+    μ_1⋯μ_t of the momentum schedule (the exact rule: torch rounds Π into float32 each step,
+    which the oracle takes as stored). The rule is iterated as the spec writes it, with the
+    step counter's own rule."""
+    spec = nadam().exact()
+    (product,) = _symbols(spec, "mu_product")
+    t = spec.state[0].symbol
+    beta1, psi = _symbols(spec, "beta1", "momentum_decay")
+    rules = dict(spec.updates)
+    k = sympy.Symbol("k", integer=True, positive=True)
+    mu_k = beta1 * (1 - sympy.Rational(1, 2) * sympy.Rational(24, 25) ** (k * psi))
+    value, count, residuals = sympy.S.One, sympy.S.Zero, []
+    for n in range(1, steps + 1):
+        count = rules[t].xreplace({t: count})
+        value = rules[product].xreplace({product: value, t: count})
+        residuals.append(sympy.simplify(value - sympy.product(mu_k, (k, 1, n))))
+    residual = sympy.ImmutableMatrix(residuals)
+    return ProofResult(
+        "nadam_mu_product",
+        f"NAdam: mu_product after t steps = μ_1⋯μ_t, μ_k = β1(1 − ½·0.96^(kψ)), t ≤ {steps}",
+        residual,
+        _is_zero(residual),
+    )
+
+
+def adamax_eps_placement() -> ProofResult:
+    """torch's Adamax, u ← max(β2·u, |g| + ε), divides by u; Kingma & Ba's u ← max(β2·u, |g|)
+    with ε added outside divides by u + ε. Not the same rule:
+
+    - step 1 from u = 0: both denominators are |g| + ε (residual 0);
+    - step 2 with β2·|g1| > |g2|: torch's is β2(|g1| + ε), the paper's β2|g1| + ε, apart by
+      (1 − β2)·ε (derived, nonzero).
+
+    By induction (U torch's state, V the paper's): V + β2^k·ε ≤ U ≤ V + ε, k the steps since
+    |g| + ε last won the max; so the denominators differ by at most ε, a relative difference
+    of the step below ε/(V + ε). With torch's default ε = 1e-8 that is invisible unless the
+    gradients themselves are ~1e-8.
+    """
+    spec = adamax()
+    (u,) = _symbols(spec, "exp_inf")
+    (beta2,) = _symbols(spec, "beta2")
+    epsilon, g1 = sympy.symbols("epsilon g1", positive=True)  # eps > 0; a gradient |g1| > 0
+
+    def torch_u(previous, g):
+        return sympy.Max(beta2 * previous, g + epsilon)
+
+    def paper_u(previous, g):
+        return sympy.Max(beta2 * previous, g)
+
+    rule = dict(spec.updates)[u].xreplace({_symbols(spec, "eps")[0]: epsilon})
+    same_rule = sympy.simplify(rule.xreplace({spec.grad: g1, u: 0}) - torch_u(0, g1))
+    first = sympy.simplify(torch_u(0, g1) - (paper_u(0, g1) + epsilon))
+    # step 2 with beta2*|g1| > |g2| + eps: the remembered norm wins the max on both sides
+    second = sympy.factor(beta2 * torch_u(0, g1) - (beta2 * paper_u(0, g1) + epsilon))
+    residual = sympy.ImmutableMatrix([same_rule, first])
+    return ProofResult(
+        "adamax_eps_placement",
+        "Adamax: torch's max(β2·u, |g| + ε) = the paper's max(β2·u, |g|) + ε at step 1 only; "
+        f"at step 2 they part by {second}",
+        residual,
+        _is_zero(residual) and second != 0,
+        {"step-2 gap (torch - paper)": second},
+    )
+
+
+def asgd_averaging(steps: int = 6) -> ProofResult:
+    """ASGD's ``ax`` is the plain average of the iterates, from the (t0 + 2)-th on.
+
+    torch sets μ at the *end* of a step, μ ← 1/max(1, t − t0), and the next step uses it:
+    ax ← ax + μ(p − ax). So the step that first averages is t0 + 3, and after T ≥ t0 + 2 steps
+    ax = (p_{t0+2} + ⋯ + p_T)/(T − t0 − 1): Polyak–Juditsky averaging, started one iterate
+    later than "from t0 + 1" (the first averaged iterate is the one after μ first drops below
+    1). Checked for arbitrary iterates p_1..p_T and t0 = 0, 1, 2.
+    """
+    spec = asgd()
+    (mu,) = _symbols(spec, "mu")
+    (ax,) = _symbols(spec, "ax")
+    (t0,) = _symbols(spec, "t0")
+    t = spec.state[0].symbol
+    rules = dict(spec.updates)
+    iterates = sympy.symbols(f"p1:{steps + 1}", real=True)
+    residuals = []
+    for start in (0, 1, 2):
+        a, m = sympy.S.Zero, sympy.S.One
+        for n, p_n in enumerate(iterates, start=1):
+            a = rules[ax].xreplace({ax: a, mu: m, spec.param: p_n})
+            m = rules[mu].xreplace({t: n, t0: start})
+            if n >= start + 2:
+                average = sum(iterates[start + 1 : n]) / (n - start - 1)
+                residuals.append(sympy.simplify(a - average))
+    residual = sympy.ImmutableMatrix(residuals)
+    return ProofResult(
+        "asgd_averaging",
+        f"ASGD: ax after T steps = mean(p_(t0+2), …, p_T), T ≤ {steps}, t0 ∈ {{0, 1, 2}}",
+        residual,
+        _is_zero(residual),
+    )
+
+
 ALL_PROOFS: list[Callable[[], ProofResult]] = [
     nesterov_rewrite,
     nesterov_lr_schedule,
     adam_implementable_form,
     ema_lerp_form,
     quadratic_closed_forms,
+    radam_rho_closed_form,
+    nadam_mu_product,
+    adamax_eps_placement,
+    asgd_averaging,
 ]

@@ -15,7 +15,22 @@ import torch
 
 import impl
 
-OPTIMIZER_NAMES = ("SGD", "Adagrad", "RMSprop", "Adam", "AdamW")
+# The dense-gradient classes, in torch.optim's order; each runs once impl exports it.
+# SparseAdam takes sparse gradients only and has tests of its own.
+DENSE_NAMES = (
+    "SGD",
+    "Adagrad",
+    "RMSprop",
+    "Adam",
+    "AdamW",
+    "Adamax",
+    "NAdam",
+    "RAdam",
+    "Adadelta",
+    "ASGD",
+    "Rprop",
+)
+OPTIMIZER_NAMES = tuple(name for name in DENSE_NAMES if name in impl.__all__)
 PAIRS = {name: (getattr(impl, name), getattr(torch.optim, name)) for name in OPTIMIZER_NAMES}
 
 # Every flag each optimizer has (beyond lr), with the values the sweep crosses.
@@ -49,7 +64,45 @@ FLAG_GRID: dict[str, dict[str, tuple]] = {
         "weight_decay": (0.0, 0.1),
         "maximize": (False, True),
     },
+    "Adamax": {
+        "weight_decay": (0.0, 0.1),
+        "maximize": (False, True),
+    },
+    "NAdam": {
+        "momentum_decay": (4e-3, 0.3),
+        "weight_decay": (0.0, 0.1),
+        "decoupled_weight_decay": (False, True),
+        "maximize": (False, True),
+    },
+    "RAdam": {
+        # rho_t > 5 (the rectified branch) needs t >= 6 for any beta2: STEPS runs 10
+        "betas": ((0.9, 0.999), (0.8, 0.9)),
+        "weight_decay": (0.0, 0.1),
+        "decoupled_weight_decay": (False, True),
+        "maximize": (False, True),
+    },
+    "Adadelta": {
+        "rho": (0.9, 0.5),
+        "weight_decay": (0.0, 0.1),
+        "maximize": (False, True),
+    },
+    "ASGD": {
+        # t0 = 1 starts the averaging (mu < 1, ax moving) at step 2; the default 1e6 never does
+        "t0": (1e6, 1.0),
+        "lambd": (1e-4, 0.1),
+        "weight_decay": (0.0, 0.1),
+        "maximize": (False, True),
+    },
+    "Rprop": {
+        "etas": ((0.5, 1.2), (0.25, 2.0)),
+        "step_sizes": ((1e-6, 50), (1e-3, 0.06)),
+        "maximize": (False, True),
+    },
 }
+
+
+# Steps per run: 4, except where a branch starts later (RAdam rectifies from t = 6 on).
+STEPS = {"RAdam": 10}
 
 
 def valid(name: str, flags: dict) -> bool:
@@ -122,7 +175,7 @@ def run_pair(
     flags: dict,
     dtype: torch.dtype,
     *,
-    steps: int = 4,
+    steps: int | None = None,
     lr=0.05,
     foreach: bool | None = None,
     after_step: Callable[[int, torch.optim.Optimizer, torch.optim.Optimizer], None] | None = None,
@@ -134,7 +187,7 @@ def run_pair(
     kwargs = {**flags, "lr": lr, "foreach": foreach}
     mine = impl_cls(param_groups(params, flags, lr), **kwargs)
     theirs = torch_cls(param_groups(twins, flags, copy.deepcopy(lr)), **kwargs)
-    for step in range(steps):
+    for step in range(STEPS.get(name, 4) if steps is None else steps):
         for i, (p, q) in enumerate(zip(params, twins)):
             g = grad_for(p, i, step)
             p.grad = None if g is None else g.clone()
