@@ -167,7 +167,49 @@ def adamw(group, step, dtype) -> dict:
     return adam(group, step, dtype, decoupled=True)
 
 
-def _pow_term(group, step, dtype) -> float:
+def adamax(group, step, dtype) -> dict:
+    """``m' = lerp(m, d, 1 - b1)``: 3 + k_d (as Adam's). ``u' = max(round(b2*u), round(|d| +
+    eps))``: b2*u 2 (cast, mul); |d| + eps: eps's cast, the add and d, 1 + max(1, k_d); the max
+    is exact. ``clr = lr/(1 - b1**t)``: 3. ``q = round(round(clr*m')/u')`` (addcdiv, both
+    paths): 3 + k_m + 1, + k_u + 1. ``_pow_term`` for b1**t."""
+    k_d = _l2(group)
+    k_m = 3 + k_d if group["betas"][0] else k_d
+    k_u = max(2, 1 + max(1, k_d))
+    return {
+        "exp_avg": _state(max(k_m, 1), dtype),
+        "exp_inf": _state(k_u, dtype),
+        "param": _param(5 + k_m + k_u, dtype) + _pow_term(group, step, dtype, weights=(2.0, 0)),
+    }
+
+
+def adadelta(group, step, dtype) -> dict:
+    """``v' = fma(round((1 - rho)*d), d, round(rho*v))``: 3 + 2*k_d (as RMSprop's sq'; 1 - rho
+    exact, rho in {0} U [0.5, 1]). ``std = sqrt(v' + eps)``: eps's cast and the add, 1 +
+    max(k_v, 1), halved by the sqrt, + 3. ``sqrt(u + eps)``: 2/2 + 3 = 4. ``delta =
+    round(round(num/std)*d)``: 4 + k_std + 1 + k_d + 1. ``u' = fma(round((1 - rho)*delta),
+    delta, round(rho*u))``: 3 + 2*k_delta. ``q = lr*delta``: the fma's lr cast 1 + k_delta, and
+    one more on the complex for-loop path (round(lr*delta) then a complex add): 2 + k_delta."""
+    k_d = _l2(group)
+    k_v = 3 + 2 * k_d
+    k_std = (1 + max(k_v, 1)) / 2 + 3
+    k_delta = 4 + k_std + 1 + k_d + 1
+    return {
+        "square_avg": _state(k_v, dtype),
+        "acc_delta": _state(3 + 2 * k_delta, dtype),
+        "param": _param(2 + k_delta, dtype),
+    }
+
+
+def rprop(group, step, dtype) -> dict:
+    """``s' = clamp(round(s*factor), min, max)``: the factor eta+/eta- is stored in the dtype
+    (torch writes it into the sign tensor): 1, the mul 1, the clamp exact; a fresh state's s is
+    ``full_like(g, lr)``, lr rounded into the dtype: 1 more. ``p' = fma(-sign(g), s', p)``: the
+    sign and the zeroed gradient are exact, so q = s' (k_s). ``prev'`` is g or 0: exact."""
+    k_s = 3
+    return {"step_size": _state(k_s, dtype), "prev": FINAL, "param": _param(k_s, dtype)}
+
+
+def _pow_term(group, step, dtype, weights=(2.0, 1.0)) -> float:
     """torch forms ``1 - b**t`` in double. pow's error (<= 1 double ULP, 2*u64 relative of b**t)
     is amplified by ``a = b**t/(1 - b**t)`` (cancellation for small t, b near 1): relative
     ``2*u64*a`` of bc1, half of that of sqrt(bc2), into q, then the factor 2 of |q| <= 2*S. In the
@@ -175,7 +217,7 @@ def _pow_term(group, step, dtype) -> float:
     of an ULP in float32."""
     t = step + 1
     total = 0.0
-    for beta, weight in zip(group["betas"], (2.0, 1.0), strict=True):
+    for beta, weight in zip(group["betas"], weights, strict=True):
         if 0 < beta < 1:
             total += 2 * weight * beta**t / (1 - beta**t)
     return total * _u(torch.float64) / _u(dtype)
@@ -322,6 +364,44 @@ def adam_underflow(group, before, exact, dtype, decoupled=False):
     if "max_exp_avg_sq" in exact:
         out["max_exp_avg_sq"] = dv
     return out
+
+
+def adamax_underflow(group, before, exact, dtype):
+    # m' = lerp (d's error times 1 - beta1; rounded: h into the param); u' = max(beta2*u (h),
+    # |d| + eps (d's error)) >= eps; p' = p - clr*m'/u' (round(clr*m') h, quotient terms).
+    h = _h(dtype)
+    beta1, _ = group["betas"]
+    _, eta_d = _l2_grad(group, before, dtype)
+    clr = group["lr"] / (1 - beta1 ** exact["step"])
+    dm, du = (1 - beta1) * eta_d, eta_d + h
+    u = clr * exact["exp_avg"] / exact["exp_inf"]
+    param = _quotient_terms(u, clr * (dm + h) + h, exact["exp_inf"], du + h, group["eps"], h)
+    return {"param": param, "exp_avg": dm, "exp_inf": du}
+
+
+def adadelta_underflow(group, before, exact, dtype):
+    # v' (d's error, h); std = sqrt(v' + eps) >= sqrt(eps); delta = sqrt(u + eps)/std * d
+    # (std's error, d's error, the quotient's and product's h); u' = rho*u (h) +
+    # (1 - rho)*delta**2 (delta's error); p' = p - lr*delta (delta rounded: h).
+    h = _h(dtype)
+    rho, eps = group["rho"], group["eps"]
+    d, eta_d = _l2_grad(group, before, dtype)
+    dv = (1 - rho) * 2 * d * eta_d
+    std = np.sqrt(exact["square_avg"] + eps)
+    dstd = _sqrt_shift(exact["square_avg"] + eps, dv + 2 * h) + h
+    num = np.sqrt(np.asarray(before.get("acc_delta", 0.0)) + eps)
+    std_lo = np.maximum(std - dstd, np.sqrt(eps) / 2)
+    ratio = num / std
+    delta = ratio * d
+    ddelta = np.abs(delta) * dstd / std_lo + ratio * eta_d + (h / std_lo) * d + 2 * h
+    du = h + (1 - rho) * 2 * np.abs(delta) * (ddelta + h)
+    return {"square_avg": dv, "acc_delta": du, "param": group["lr"] * (ddelta + h)}
+
+
+def rprop_underflow(group, before, exact, dtype):
+    # q = s' itself; s' = s*factor rounded (a subnormal s' is its own final rounding, but an
+    # intermediate of the param): h
+    return {"param": _h(dtype)}
 
 
 def adamw_underflow(group, before, exact, dtype):

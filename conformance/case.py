@@ -157,7 +157,17 @@ class Case:
         opt = cls(self.param_groups(params), **kwargs)
         if self.state:
             opt.load_state_dict(self.state_dict(opt))
+            self._keep_scalar_states(opt, params)
         return opt
+
+    def _keep_scalar_states(self, opt, params) -> None:
+        """0-d float32 states (NAdam's mu_product, ASGD's eta and mu) as torch's own steps leave
+        them: load_state_dict casts them to a real param's dtype (not a complex one's), which is
+        a checkpoint's story (the state_dict_roundtrip check's), not a starting state's."""
+        for i, state in self.state.items():
+            for key, value in state.items():
+                if key != "step" and isinstance(value, float):
+                    opt.state[params[i]][key] = torch.tensor(value, dtype=torch.float32)
 
     def state_dict(self, opt: torch.optim.Optimizer) -> dict:
         """``opt``'s own state_dict with the case's starting state in it (a fresh deep copy)."""
@@ -166,8 +176,8 @@ class Case:
         sd["state"] = {
             i: {
                 k: (
-                    torch.tensor(v, dtype=torch.float32)
-                    if k == "step"
+                    torch.tensor(v, dtype=torch.float32)  # step and the 0-d scalar states
+                    if isinstance(v, float)
                     else to_tensor(v, dtype, self.device)
                 )
                 for k, v in s.items()

@@ -390,7 +390,7 @@ def matches_spec(subject, case: Case) -> float:
                     after[key],
                     value,
                     ref,
-                    dtype,
+                    spec.output_dtype(key, dtype),
                     bounds[key],
                     underflow.get(key, 0.0),
                 )
@@ -443,7 +443,7 @@ def trajectory_matches_spec(subject, case: Case) -> float:
                         actual[key],
                         value,
                         ref,
-                        dtype,
+                        spec.output_dtype(key, dtype),
                         bounds[key],
                         underflow.get(key, 0.0),
                     )

@@ -209,6 +209,11 @@ def _device_available(request):
         pytest.skip(reason)
     if reason := target.subject.unsupported(target.dtype, target.device):
         pytest.skip(reason)
+    marker = request.node.get_closest_marker("check")
+    refused = target.entry.refused
+    check = marker.args[0] if marker else None
+    if check and (reason := refused.get(check) or refused.get(f"{check}:{target.dtype}")):
+        pytest.skip(f"refused by the registry: {reason}")
 
 
 def _target_and_check(item):

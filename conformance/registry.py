@@ -143,6 +143,65 @@ def rmsprop_hyper(draw, dtype, purpose):
     }
 
 
+@st.composite
+def adamax_hyper(draw, dtype, purpose):
+    return {
+        "lr": draw(_lr()),
+        "betas": (draw(_rate(purpose, 0.99, 0.9)), draw(_rate(purpose, 0.9999, 0.999))),
+        "eps": draw(_eps(dtype)),
+        "weight_decay": draw(_weight_decay(purpose)),
+        "maximize": draw(_maximize(purpose)),
+    }
+
+
+@st.composite
+def nadam_hyper(draw, dtype, purpose):
+    return {
+        **draw(adamax_hyper(dtype, purpose)),
+        "momentum_decay": draw(_small(purpose, 0.5, 4e-3)),
+        "decoupled_weight_decay": draw(st.booleans()),
+    }
+
+
+@st.composite
+def radam_hyper(draw, dtype, purpose):
+    return {**draw(adamax_hyper(dtype, purpose)), "decoupled_weight_decay": draw(st.booleans())}
+
+
+@st.composite
+def adadelta_hyper(draw, dtype, purpose):
+    return {
+        "lr": draw(_lr()),
+        "rho": draw(_rate(purpose, 1.0, 0.9)),
+        "eps": draw(st.floats(1e-3, 1.0) if dtype == torch.float16 else _eps(dtype)),
+        "weight_decay": draw(_weight_decay(purpose)),
+        "maximize": draw(_maximize(purpose)),
+    }
+
+
+@st.composite
+def asgd_hyper(draw, dtype, purpose):
+    return {
+        "lr": draw(_lr()),
+        "lambd": draw(_small(purpose, 0.5, 1e-4)),
+        "alpha": draw(st.one_of(st.just(0.75), st.floats(0.0, 2.0))),
+        # the default 1e6 never averages; small t0 starts the averaging within the steps drawn
+        "t0": draw(st.one_of(st.just(1e6), st.floats(0.0, 10.0))),
+        "weight_decay": draw(_weight_decay(purpose)),
+        "maximize": draw(_maximize(purpose)),
+    }
+
+
+@st.composite
+def rprop_hyper(draw, dtype, purpose):
+    return {
+        "lr": draw(_lr()),
+        "etas": (draw(st.floats(0.1, 0.9)), draw(st.floats(1.1, 3.0))),
+        "step_sizes": (draw(_small(purpose, 1e-3, 1e-6)), draw(st.floats(1.0, 100.0))),
+        "maximize": draw(_maximize(purpose)),
+    }
+
+
 # -- state layouts (torch's keys; kinds are explained in strategies.starting_state) ------------
 def sgd_state(group):
     return {"momentum_buffer": "any"} if group["momentum"] != 0 else {}
@@ -171,6 +230,42 @@ def rmsprop_state(group):
     return fields
 
 
+def adamax_state(group):
+    return {"step": "step", "exp_avg": "any", "exp_inf": "nonneg"}
+
+
+def nadam_state(group):
+    # mu_product = mu_1...mu_t with mu_k <= beta1 < 1: any value in (0, 1]
+    return {
+        "step": "step",
+        "mu_product": ("scalar", 2.0**-10, 1.0),
+        "exp_avg": "any",
+        "exp_avg_sq": "nonneg",
+    }
+
+
+def radam_state(group):
+    return {"step": "step", "exp_avg": "any", "exp_avg_sq": "nonneg"}
+
+
+def adadelta_state(group):
+    return {"step": "step", "square_avg": "nonneg", "acc_delta": "nonneg"}
+
+
+def asgd_state(group):
+    # eta = lr/(1 + lambd*lr*t)**alpha <= lr, mu = 1/max(1, t - t0) in (0, 1]
+    return {
+        "step": "step",
+        "eta": ("scalar", 2.0**-20, 1.0),
+        "mu": ("scalar", 2.0**-10, 1.0),
+        "ax": "any",
+    }
+
+
+def rprop_state(group):
+    return {"step": "step", "prev": "any", "step_size": "nonneg"}
+
+
 @dataclass(frozen=True)
 class Entry:
     name: str  # test id and report label
@@ -178,8 +273,8 @@ class Entry:
     hyperparameters: Callable  # (dtype, purpose) -> strategy of one param group's hyperparameters
     state_fields: Callable  # group -> {state key: kind}, in dependency order
     # (group, step before, real dtype) -> {"param": ULPs at scale, state key: ULPs} vs the exact
-    # one-step result (conformance.bounds: derived rounding counts)
-    spec_bound: Callable
+    # one-step result (conformance.bounds: derived rounding counts); None: spec checks refused
+    spec_bound: Callable | None = None
     # nesterov_lookahead only: how far impl's float64 iterates may drift from the look-ahead
     # iteration's over several steps (ULPs at scale). Not derived: two float64 iterations of a
     # nonlinear map drift apart at the rate of its Jacobian, which no one-step count bounds; the
@@ -191,6 +286,9 @@ class Entry:
     torch_ulp: dict = field(default_factory=dict)  # dtype -> bound vs torch.optim (absent: 0)
     complex_ulp: int = 0  # complex param vs its view_as_real pair (>0: checked one step at a time)
     maximize_ulp: dict = field(default_factory=dict)  # dtype -> bound (absent: bitwise)
+    # torch's for-loop and foreach paths compute differently in float32/float64 too (NAdam,
+    # RAdam, ASGD; Adamax with a tensor lr): the torch check pairs each path with its own
+    paths_differ: bool = False
     # (group, dtype, foreach) -> True where maximize rounds lr into the dtype and minimizing
     # does not; the invariant then minimizes -g at that rounded lr (see adagrad_maximize_rounds_lr)
     maximize_rounds_lr: Callable = lambda group, dtype, foreach: False
@@ -199,6 +297,8 @@ class Entry:
     spec_underflow: Callable = lambda group, before, exact, dtype: {}
     invariants: tuple = ("maximize", "state_dict_roundtrip", "grad_untouched", "deterministic")
     divergences: tuple = ()  # documented, known differences (of torch, or of the spec dialect)
+    # "check" or "check:dtype" -> why it does not run there; a skip row with the reason
+    refused: dict = field(default_factory=dict)
 
     @property
     def impl(self):
@@ -239,6 +339,27 @@ _COMPLEX_ARITHMETIC = (
     "torch does the same, so parity with torch stays bitwise. complex_as_real is checked one "
     "step at a time within {} ULP."
 )
+
+# NAdam, RAdam and ASGD use scalars torch forms in double (NAdam's coefficients from Pi_t,
+# RAdam's rectification term, ASGD's eta): their bounds need those scalars' cancellation terms,
+# which are not derived yet. Until they are, the spec checks say so in the report.
+_BOUNDS_PENDING = {
+    check: "its spec bound is not derived yet (issue 9: the double-precision scalar terms)"
+    for check in ("spec", "spec_trajectory")
+}
+
+# torch.optim.Optimizer.load_state_dict casts every floating state tensor but ``step`` to a
+# real param's dtype, NAdam's mu_product and ASGD's eta and mu included: a float16/bfloat16 run
+# resumed from a checkpoint goes on with those 0-d states rounded to the half type, a float64
+# run computes them in float64 from then on; either way apart from the uninterrupted run. impl
+# keeps torch's load_state_dict (a drop-in loads what torch loads).
+_SCALAR_STATE_ROUNDTRIP = {
+    f"state_dict_roundtrip:{dtype}": (
+        "torch's load_state_dict casts the 0-d float32 states to the param's dtype, so a "
+        "resumed run differs from the uninterrupted one (README, audit findings)"
+    )
+    for dtype in ("float16", "bfloat16", "float64")
+}
 
 REGISTRY: tuple[Entry, ...] = (
     Entry(
@@ -335,6 +456,70 @@ REGISTRY: tuple[Entry, ...] = (
         adam_state,
         spec_bound=bounds.adamw,
         spec_underflow=bounds.adamw_underflow,
+    ),
+    Entry(
+        "Adamax",
+        "Adamax",
+        adamax_hyper,
+        adamax_state,
+        paths_differ=True,
+        spec_bound=bounds.adamax,
+        spec_underflow=bounds.adamax_underflow,
+        complex_ulp=4,
+        divergences=(
+            _COMPLEX_ARITHMETIC.format(
+                "Adamax", "the L2 term grad.add(param, alpha=wd) before view_as_real", 4
+            ),
+        ),
+    ),
+    Entry(
+        "NAdam",
+        "NAdam",
+        nadam_hyper,
+        nadam_state,
+        paths_differ=True,
+        refused={**_BOUNDS_PENDING, **_SCALAR_STATE_ROUNDTRIP},
+    ),
+    Entry(
+        "RAdam",
+        "RAdam",
+        radam_hyper,
+        radam_state,
+        paths_differ=True,
+        refused=_BOUNDS_PENDING,
+    ),
+    Entry(
+        "Adadelta",
+        "Adadelta",
+        adadelta_hyper,
+        adadelta_state,
+        spec_bound=bounds.adadelta,
+        spec_underflow=bounds.adadelta_underflow,
+        complex_ulp=4,
+        divergences=(
+            _COMPLEX_ARITHMETIC.format(
+                "Adadelta",
+                "the L2 term before view_as_real and, on the for-loop path, p.add_(delta, "
+                "alpha=-lr) on the complex param",
+                4,
+            ),
+        ),
+    ),
+    Entry(
+        "ASGD",
+        "ASGD",
+        asgd_hyper,
+        asgd_state,
+        paths_differ=True,
+        refused={**_BOUNDS_PENDING, **_SCALAR_STATE_ROUNDTRIP},
+    ),
+    Entry(
+        "Rprop",
+        "Rprop",
+        rprop_hyper,
+        rprop_state,
+        spec_bound=bounds.rprop,
+        spec_underflow=bounds.rprop_underflow,
     ),
 )
 

@@ -95,7 +95,9 @@ def starting_state(
 
     Kinds: ``any``; ``nonneg``; ``("ge", other)`` >= another field (amsgrad's max);
     ``("ge_square", other)`` >= other**2 (centered RMSprop: square_avg >= grad_avg**2);
-    ``step``: a float step count >= 1. Lazy optimizers may also start fresh (empty state).
+    ``step``: a float step count >= 1; ``("scalar", lo, hi)``: a 0-d state torch keeps in its
+    float32 scalar dtype (NAdam's mu_product, ASGD's eta and mu), a float in [lo, hi]. Lazy
+    optimizers may also start fresh (empty state).
     """
     fields = entry.state_fields(group)
     if not fields or (not eager and draw(st.booleans())):
@@ -105,6 +107,9 @@ def starting_state(
     for key, kind in fields.items():  # dependencies come first in state_fields
         if kind == "step":
             state[key] = float(draw(st.one_of(st.integers(1, 10), st.integers(1, 100_000))))
+            continue
+        if isinstance(kind, tuple) and kind[0] == "scalar":  # a 0-d state in torch's float32
+            state[key] = float(np.float32(draw(st.floats(kind[1], kind[2]))))
             continue
         a = draw(arrays(dtype, shape, nonneg=nonneg or kind != "any", **kw))
         if isinstance(kind, tuple):
@@ -202,7 +207,9 @@ def cases(
     # for-loop path (1 ULP seen), so each impl path is checked against the same torch path.
     # complex with weight decay: torch's foreach path applies it after view_as_real, the for-loop
     # path before (complex arithmetic, 2 ULP seen), so complex is compared path for path too.
-    if real_dtype(dtype) in (torch.float16, torch.bfloat16) or dtype.is_complex:
+    # entry.paths_differ: torch's paths compute differently in every dtype (NAdam, RAdam, ASGD).
+    half = real_dtype(dtype) in (torch.float16, torch.bfloat16)
+    if entry.paths_differ or half or dtype.is_complex:
         torch_foreach = foreach
     else:
         torch_foreach = draw(st.sampled_from([None, True]), label="torch_foreach")

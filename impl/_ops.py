@@ -44,6 +44,10 @@ class ForLoopOps:
     name = "for-loop"
     #: torch's for-loop path applies weight decay in complex arithmetic, then views as real.
     views_complex_up_front = False
+    #: torch's for-loop NAdam multiplies mu_product before it updates the moments, its foreach
+    #: path after: where that multiply raises (a bad momentum_decay), only foreach's refused
+    #: step has already moved the moments.
+    running_product_last = False
 
     @staticmethod
     def as_real(*lists):
@@ -236,6 +240,7 @@ class ForeachOps:
     name = "foreach"
     #: torch's foreach path views complex tensors as real before any arithmetic.
     views_complex_up_front = True
+    running_product_last = True
 
     @staticmethod
     def as_real(*lists):

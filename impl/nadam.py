@@ -49,11 +49,14 @@ def nadam_update(
     t = step_counts(steps)
     mus = [_momentum(beta1, momentum_decay, s) for s in t]
     mu_nexts = [_momentum(beta1, momentum_decay, s + 1) for s in t]
-    ops.mul_(mu_products, mus)  # a 0-d tensor: the running product rounds every step
+    if not ops.running_product_last:
+        ops.mul_(mu_products, mus)  # a 0-d tensor: the running product rounds every step
 
     ops.lerp_(exp_avgs, grads, 1 - beta1)
     ops.mul_(exp_avg_sqs, beta2)
     ops.addcmul_(exp_avg_sqs, grads, grads, value=1 - beta2)
+    if ops.running_product_last:
+        ops.mul_(mu_products, mus)
     denoms = ops.sqrt_of_ratio(exp_avg_sqs, [1 - beta2**s for s in t])
     ops.add_scalar_(denoms, eps)
 

@@ -119,6 +119,13 @@ class Rprop(VerifiedOptimizer):
         }
         super().__init__(params, defaults)
 
+    def _check_grads(self, group, grads):
+        super()._check_grads(group, grads)
+        # torch unpacks both pairs before it creates any state: a bad one refuses the step
+        # with nothing changed (TypeError: cannot unpack non-iterable float object)
+        _etaminus, _etaplus = group["etas"]
+        _step_size_min, _step_size_max = group["step_sizes"]
+
     def _state_keys(self, group):
         return ("step", "prev", "step_size")
 

@@ -405,7 +405,7 @@ def _rprop_sign(param, grad, state, hyper, dtype) -> dict:
     prev = state.get("prev")
     if prev is None:
         return {SIGN: np.zeros(np.shape(param))}
-    product = torch.from_numpy(np.asarray(grad, np.float64) * np.asarray(prev, np.float64))
+    product = torch.from_numpy(np.asarray(np.asarray(grad, np.float64) * np.asarray(prev)))
     return {SIGN: np.sign(product.to(_torch_dtype(dtype)).double().numpy())}
 
 

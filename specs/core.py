@@ -129,7 +129,7 @@ class Spec:
         """The dtype an output is stored in: the param's, or torch's scalar dtype."""
         var = next((v for v in self.state if v.name == name), None)
         if var is not None and var.own_dtype:
-            return "float64" if torch.get_default_dtype() == torch.float64 else "float32"
+            return torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32
         return dtype
 
     # ---- readable math ---------------------------------------------------------------------
