@@ -35,6 +35,20 @@ def check_tensor_lr(lr) -> None:
         raise ValueError("Tensor lr must be 1-element")
 
 
+def check_adam_family(lr, eps, betas, weight_decay) -> None:
+    """The validation Adam, AdamW, Adamax, NAdam and RAdam share, in torch's order and words."""
+    if not 0.0 <= lr:
+        raise ValueError(f"Invalid learning rate: {lr}")
+    if not 0.0 <= eps:
+        raise ValueError(f"Invalid epsilon value: {eps}")
+    if not 0.0 <= betas[0] < 1.0:
+        raise ValueError(f"Invalid beta parameter at index 0: {betas[0]}")
+    if not 0.0 <= betas[1] < 1.0:
+        raise ValueError(f"Invalid beta parameter at index 1: {betas[1]}")
+    if not 0.0 <= weight_decay:
+        raise ValueError(f"Invalid weight_decay value: {weight_decay}")
+
+
 def check_fused_combinations(name: str, *, fused, foreach, differentiable) -> None:
     """torch's own errors for contradictory flags, raised before ours so the messages match."""
     if fused and differentiable:

@@ -6,7 +6,13 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from impl._base import VerifiedOptimizer, check_fused_combinations, scalar_dtype, to_scalar
+from impl._base import (
+    VerifiedOptimizer,
+    check_adam_family,
+    check_fused_combinations,
+    scalar_dtype,
+    to_scalar,
+)
 from impl._ops import Ops, step_counts
 
 __all__ = ["Adam", "AdamW", "adam_update"]
@@ -142,16 +148,7 @@ class Adam(VerifiedOptimizer):
                 )
             if lr.numel() != 1:
                 raise ValueError("Tensor lr must be 1-element")
-        if not 0.0 <= lr:
-            raise ValueError(f"Invalid learning rate: {lr}")
-        if not 0.0 <= eps:
-            raise ValueError(f"Invalid epsilon value: {eps}")
-        if not 0.0 <= betas[0] < 1.0:
-            raise ValueError(f"Invalid beta parameter at index 0: {betas[0]}")
-        if not 0.0 <= betas[1] < 1.0:
-            raise ValueError(f"Invalid beta parameter at index 1: {betas[1]}")
-        if not 0.0 <= weight_decay:
-            raise ValueError(f"Invalid weight_decay value: {weight_decay}")
+        check_adam_family(lr, eps, betas, weight_decay)
         if not (
             (isinstance(betas[0], float) and isinstance(betas[1], float))
             or (isinstance(betas[0], Tensor) and isinstance(betas[1], Tensor))

@@ -6,7 +6,14 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from impl._base import VerifiedOptimizer, check_tensor_lr, new_step, scalar_dtype, to_scalar
+from impl._base import (
+    VerifiedOptimizer,
+    check_adam_family,
+    check_tensor_lr,
+    new_step,
+    scalar_dtype,
+    to_scalar,
+)
 from impl._ops import Ops, step_counts
 
 __all__ = ["NAdam", "nadam_update"]
@@ -139,16 +146,7 @@ class NAdam(VerifiedOptimizer):
         differentiable: bool = False,
     ) -> None:
         check_tensor_lr(lr)
-        if not 0.0 <= lr:
-            raise ValueError(f"Invalid learning rate: {lr}")
-        if not 0.0 <= eps:
-            raise ValueError(f"Invalid epsilon value: {eps}")
-        if not 0.0 <= betas[0] < 1.0:
-            raise ValueError(f"Invalid beta parameter at index 0: {betas[0]}")
-        if not 0.0 <= betas[1] < 1.0:
-            raise ValueError(f"Invalid beta parameter at index 1: {betas[1]}")
-        if not 0.0 <= weight_decay:
-            raise ValueError(f"Invalid weight_decay value: {weight_decay}")
+        check_adam_family(lr, eps, betas, weight_decay)
         if not 0.0 <= momentum_decay:
             raise ValueError(f"Invalid momentum_decay value: {momentum_decay}")
         defaults = {
