@@ -45,8 +45,14 @@ the "Underflow terms" below, per element.
 
 from __future__ import annotations
 
+import fractions
+import math
+
+import mpmath
 import numpy as np
 import torch
+
+from specs.algorithms import scalar_state_product
 
 FINAL = 1.5
 
@@ -70,13 +76,19 @@ def _param(k_update: float, dtype, before_update: float = 0.0) -> float:
     return FINAL + _gamma(before_update, dtype) + 2 * _gamma(k_update, dtype)
 
 
+def _step(before) -> float:
+    """The step count before this step (0 for a fresh state)."""
+    return float(before.get("step", 0.0))
+
+
 def _l2(group, key="weight_decay") -> int:
     """``d = g + wd*p`` as ``fma(wd, p, g)``: wd's cast and the fma (``d = g`` when wd == 0)."""
     return 2 if group[key] else 0
 
 
-# -- Rounding counts, one function per update rule: (group, step before, dtype) -> ULPs ----------
-def sgd(group, step, dtype) -> dict:
+# -- Rounding counts, one function per update rule: (group, before, dtype) -> ULPs --------------
+# ``before``: the step's inputs, "param", "grad" and the starting state ("step" absent: fresh)
+def sgd(group, before, dtype) -> dict:
     """``b' = fma(1 - tau, d, round(mu*b))``: mu*b 2 (cast, mul), (1 - tau)*d 1 + k_d (cast; exact
     in double on the domain), the fma 1. Nesterov ``e = fma(mu, b', d)``: 1 + k_b (mu's cast),
     the fma 1. ``p' = fma(-lr, e, p)``: q = lr*e, lr's cast 1 + k_e. A fresh buffer is d (fewer)."""
@@ -92,7 +104,7 @@ def sgd(group, step, dtype) -> dict:
     return bounds
 
 
-def adagrad(group, step, dtype) -> dict:
+def adagrad(group, before, dtype) -> dict:
     """``sum' = fma(d, d, sum)`` (addcmul with value 1): 1 + 2*k_d. ``std = sqrt(sum') + eps``:
     the sqrt k_sum/2 + 3, eps's cast 1, the add 1. ``clr = lr/(1 + (t - 1)*lr_decay)`` in double:
     mul, add (same sign), div and the cast: 4 (lr_decay == 0: the cast only, 1 + 0*x is exact).
@@ -108,7 +120,7 @@ def adagrad(group, step, dtype) -> dict:
     }
 
 
-def rmsprop(group, step, dtype) -> dict:
+def rmsprop(group, before, dtype) -> dict:
     """``sq' = fma(round((1 - a)*d), d, round(a*sq))``: a*sq 2, (1 - a)*d 2 + k_d, times d + k_d,
     the fma 1. Centered: ``ga' = lerp(ga, d, 1 - a)``: the weight's cast, the difference, d, the
     fma: 3 + k_d; ``var = fma(-ga', ga', sq')`` cancels, but on the domain (sq >= 2*ga**2,
@@ -136,7 +148,7 @@ def rmsprop(group, step, dtype) -> dict:
     return bounds
 
 
-def adam(group, step, dtype, *, decoupled=False) -> dict:
+def adam(group, before, dtype, *, decoupled=False) -> dict:
     """``m' = lerp(m, d, 1 - b1)``: the weight's cast, the difference, the fma, and d (b1 == 0:
     m' = d exactly): 3 + k_d; on the domain |m' - m| <= |m'|. ``v' = fma(round((1 - b2)*d), d,
     round(b2*v))``: 3 + 2*k_d (as RMSprop's sq'); amsgrad's maximum is exact. ``den =
@@ -156,18 +168,18 @@ def adam(group, step, dtype, *, decoupled=False) -> dict:
     bounds = {
         "exp_avg": _state(max(k_m, 1), dtype),
         "exp_avg_sq": _state(k_v, dtype),
-        "param": _param(k_q, dtype, decay) + _pow_term(group, step, dtype),
+        "param": _param(k_q, dtype, decay) + _pow_term(group, _step(before), dtype),
     }
     if group["amsgrad"]:
         bounds["max_exp_avg_sq"] = bounds["exp_avg_sq"]
     return bounds
 
 
-def adamw(group, step, dtype) -> dict:
-    return adam(group, step, dtype, decoupled=True)
+def adamw(group, before, dtype) -> dict:
+    return adam(group, before, dtype, decoupled=True)
 
 
-def adamax(group, step, dtype) -> dict:
+def adamax(group, before, dtype) -> dict:
     """``m' = lerp(m, d, 1 - b1)``: 3 + k_d (as Adam's). ``u' = max(round(b2*u), round(|d| +
     eps))``: b2*u 2 (cast, mul); |d| + eps: eps's cast, the add and d, 1 + max(1, k_d); the max
     is exact. ``clr = lr/(1 - b1**t)``: 3. ``q = round(round(clr*m')/u')`` (addcdiv, both
@@ -178,11 +190,12 @@ def adamax(group, step, dtype) -> dict:
     return {
         "exp_avg": _state(max(k_m, 1), dtype),
         "exp_inf": _state(k_u, dtype),
-        "param": _param(5 + k_m + k_u, dtype) + _pow_term(group, step, dtype, weights=(2.0, 0)),
+        "param": _param(5 + k_m + k_u, dtype)
+        + _pow_term(group, _step(before), dtype, weights=(2.0, 0)),
     }
 
 
-def adadelta(group, step, dtype) -> dict:
+def adadelta(group, before, dtype) -> dict:
     """``v' = fma(round((1 - rho)*d), d, round(rho*v))``: 3 + 2*k_d (as RMSprop's sq'; 1 - rho
     exact, rho in {0} U [0.5, 1]). ``std = sqrt(v' + eps)``: eps's cast and the add, 1 +
     max(k_v, 1), halved by the sqrt, + 3. ``sqrt(u + eps)``: 2/2 + 3 = 4. ``delta =
@@ -200,13 +213,139 @@ def adadelta(group, step, dtype) -> dict:
     }
 
 
-def rprop(group, step, dtype) -> dict:
+def rprop(group, before, dtype) -> dict:
     """``s' = clamp(round(s*factor), min, max)``: the factor eta+/eta- is stored in the dtype
     (torch writes it into the sign tensor): 1, the mul 1, the clamp exact; a fresh state's s is
     ``full_like(g, lr)``, lr rounded into the dtype: 1 more. ``p' = fma(-sign(g), s', p)``: the
     sign and the zeroed gradient are exact, so q = s' (k_s). ``prev'`` is g or 0: exact."""
     k_s = 3
     return {"step_size": _state(k_s, dtype), "prev": FINAL, "param": _param(k_s, dtype)}
+
+
+def _double_error(torch_form, dtype) -> float:
+    """The exact relative error of a scalar torch forms in Python doubles, in units of the dtype's
+    u. ``torch_form(c, x, sqrt)`` is written once, op for op as torch writes it, and evaluated
+    twice: with Python floats (torch's value), and with mpmath at 120 digits (the exact value),
+    where ``x`` takes an input at its exact binary value and ``c`` a constant of torch's code
+    at the value it means (0.96 is 24/25 there, the double 0.96 in torch's evaluation)."""
+    value = torch_form(float, float, math.sqrt)
+    with mpmath.workdps(120):
+        exact = torch_form(_decimal, mpmath.mpf, mpmath.sqrt)
+        if exact == 0:
+            return 0.0 if value == 0 else math.inf
+        relative = abs((mpmath.mpf(value) - exact) / exact)
+    return float(relative) / _u(dtype)
+
+
+def _decimal(constant) -> mpmath.mpf:
+    fraction = fractions.Fraction(repr(constant))
+    return mpmath.mpf(fraction.numerator) / fraction.denominator
+
+
+def _momentum(c, x, beta1, psi, n):
+    """NAdam's mu_n = beta1*(1 - 0.5*0.96**(n*psi)), as torch writes it."""
+    return x(beta1) * (c(1.0) - c(0.5) * (c(0.96) ** (x(n) * x(psi))))
+
+
+def nadam(group, before, dtype) -> dict:
+    """``m'`` and ``v'`` as Adam's (3 + k_d, 3 + 2*k_d); ``mu_product`` is torch's float32 product
+    (decided: exact). ``D = sqrt(v'/bc2) + eps`` (for-loop) or ``sqrt(v')/sqrt(bc2) + eps``
+    (foreach, the larger count): k_v/2 + 3, + e_sqrt(bc2) + 1 (cast) + 1 (div), + 1 (eps). Two
+    ``addcdiv`` steps, ``p1 = p - round(round(a*g)/D)`` then ``p' = p1 - round(round(b*m')/D)``,
+    with the double coefficients ``a = lr(1 - mu_t)/(1 - Pi_t)`` and ``b = lr*mu_{t+1}/(1 -
+    Pi_t*mu_{t+1})`` (their exact errors e_a, e_b; each cast 1): the terms have one sign, so
+    |q1| + |q2| <= 2*S and the larger count times 2 bounds both; p1 lies between p and p', so
+    its rounding adds 1. Decoupled: ``p~`` 5 (as AdamW)."""
+    beta1, beta2 = group["betas"]
+    lr, psi = float(group["lr"]), group["momentum_decay"]
+    t = _step(before) + 1
+    pi_t = scalar_state_product(
+        before.get("mu_product", 1.0), _momentum(float, float, beta1, psi, t)
+    )
+
+    def coefficient_a(c, x, _):
+        return -x(lr) * (c(1.0) - _momentum(c, x, beta1, psi, t)) / (c(1.0) - x(pi_t))
+
+    def coefficient_b(c, x, _):
+        mu_next = _momentum(c, x, beta1, psi, t + 1)
+        return (-x(lr) * mu_next) / (c(1.0) - x(pi_t) * mu_next)
+
+    def root(c, x, sqrt):
+        return sqrt(c(1.0) - x(beta2) ** x(t))
+
+    e_a, e_b, e_root = (_double_error(f, dtype) for f in (coefficient_a, coefficient_b, root))
+    decoupled = group["decoupled_weight_decay"]
+    k_d = 0 if decoupled else _l2(group)
+    k_m = 3 + k_d if beta1 else k_d
+    k_v = 3 + 2 * k_d
+    k_den = k_v / 2 + 3 + e_root + 2 + 1
+    k_q = max(e_a + 1 + k_d + 1 + k_den + 1, e_b + 1 + k_m + 1 + k_den + 1)
+    decay = 5 if decoupled and group["weight_decay"] else 0
+    return {
+        "mu_product": FINAL,
+        "exp_avg": _state(max(k_m, 1), dtype),
+        "exp_avg_sq": _state(k_v, dtype),
+        "param": _param(k_q, dtype, decay + 1),
+    }
+
+
+def _radam_scalars(group, t: float) -> dict:
+    """RAdam's double-precision scalars as ``torch_form``s for ``_double_error``, written as
+    torch 2.13 writes them (for-loop ``** 0.5``; foreach ``_dispatch_sqrt``, i.e. math.sqrt)."""
+    beta1, beta2 = group["betas"]
+    lr = float(group["lr"])
+
+    def bc(c, x, beta):
+        return c(1.0) - x(beta) ** x(t)
+
+    def rect_argument(c, x):
+        rho_inf = c(2.0) / (c(1.0) - x(beta2)) - c(1.0)
+        rho_t = rho_inf - c(2.0) * x(t) * (x(beta2) ** x(t)) / bc(c, x, beta2)
+        return (rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t)
+
+    def step_size(c, x, sqrt):
+        return sqrt(bc(c, x, beta2)) * sqrt(rect_argument(c, x)) * x(lr) / bc(c, x, beta1)
+
+    return {
+        "bc1": lambda c, x, _: bc(c, x, beta1),
+        "bc2_pow": lambda c, x, _: bc(c, x, beta2) ** c(0.5),
+        "rect_pow": lambda c, x, _: rect_argument(c, x) ** c(0.5),
+        "S": step_size,
+        "U": lambda c, x, _: (x(lr) * c(1.0) / bc(c, x, beta1)) * -1,
+    }
+
+
+def radam(group, before, dtype) -> dict:
+    """``m'``, ``v'`` as Adam's; ``den = sqrt(v') + eps``: k_v/2 + 3 + 1. The branch is torch's
+    (decided). Unrectified, for-loop ``round(round(m'/bc1)*lr)`` (casts and ops 4, + e_bc1) or
+    foreach ``fma(U, m', p)`` (U's cast, + e_U). Rectified, for-loop
+    ``round(round(round(round(m'/bc1)*lr) * round(c*round(1/den))) * rect)`` with c = bc2**0.5:
+    (k_m + e_bc1 + 4) + (k_den + 3 + e_c) + 1 + (e_rect + 2); foreach
+    ``fma(round(1/round(den/S)), m', p)`` with S = sqrt(bc2)*rect*lr/bc1: k_den + e_S + 3 + k_m.
+    The larger of the two paths. Decoupled: ``p~`` 5. Each e_* is that double scalar's exact
+    error (``_double_error``), the cancellation in rho_t included."""
+    t = _step(before) + 1
+    decoupled = group["decoupled_weight_decay"]
+    k_d = 0 if decoupled else _l2(group)
+    k_m = 3 + k_d if group["betas"][0] else k_d
+    k_v = 3 + 2 * k_d
+    k_den = k_v / 2 + 4
+    beta2 = group["betas"][1]
+    rho_inf = 2 / (1 - beta2) - 1
+    if rho_inf - 2 * t * (beta2**t) / (1 - beta2**t) > 5.0:  # torch's decision, in doubles
+        e = {k: _double_error(f, dtype) for k, f in _radam_scalars(group, t).items()}
+        loop = (k_m + e["bc1"] + 4) + (k_den + 3 + e["bc2_pow"]) + 1 + (e["rect_pow"] + 2)
+        foreach = k_den + e["S"] + 3 + k_m
+    else:
+        scalars = _radam_scalars(group, t)
+        e_bc1, e_u = (_double_error(scalars[k], dtype) for k in ("bc1", "U"))
+        loop, foreach = k_m + e_bc1 + 4, k_m + e_u + 1
+    decay = 5 if decoupled and group["weight_decay"] else 0
+    return {
+        "exp_avg": _state(max(k_m, 1), dtype),
+        "exp_avg_sq": _state(k_v, dtype),
+        "param": _param(max(loop, foreach), dtype, decay),
+    }
 
 
 def _pow_term(group, step, dtype, weights=(2.0, 1.0)) -> float:
@@ -402,6 +541,65 @@ def rprop_underflow(group, before, exact, dtype):
     # q = s' itself; s' = s*factor rounded (a subnormal s' is its own final rounding, but an
     # intermediate of the param): h
     return {"param": _h(dtype)}
+
+
+def _moments_underflow(group, before, exact, dtype):
+    """d's error; m' = lerp (d's error times 1 - beta1); v' = beta2*v (h) + (1 - beta2)*d*d."""
+    h = _h(dtype)
+    beta1, beta2 = group["betas"]
+    if group.get("decoupled_weight_decay"):
+        d, eta_d = np.abs(before["grad"]), 0.0
+    else:
+        d, eta_d = _l2_grad(group, before, dtype)
+    return d, eta_d, (1 - beta1) * eta_d, h + (1 - beta2) * 2 * d * eta_d
+
+
+def nadam_underflow(group, before, exact, dtype):
+    # D = sqrt(v'/bc2) + eps (v' rounded: h; the quotient and the root: h each); two quotients
+    # a*d/D and b*m'/D (their numerators rounded: h) and p1's own rounding (h)
+    h = _h(dtype)
+    beta1, beta2 = group["betas"]
+    d, eta_d, dm, dv = _moments_underflow(group, before, exact, dtype)
+    t, psi, lr = exact["step"], group["momentum_decay"], float(group["lr"])
+    pi_t = float(exact["mu_product"])
+    mu, mu_next = (beta1 * (1 - 0.5 * 0.96 ** (n * psi)) for n in (t, t + 1))
+    a, b = lr * (1 - mu) / (1 - pi_t), lr * mu_next / (1 - pi_t * mu_next)
+    bc2, eps = 1 - beta2**t, group["eps"]
+    den = np.sqrt(exact["exp_avg_sq"] / bc2) + eps
+    den_err = _sqrt_shift(exact["exp_avg_sq"] / bc2, (dv + 2 * h) / bc2) + 2 * h
+    param = (
+        _quotient_terms(a * d / den, a * eta_d + h, den, den_err, eps, h)
+        + _quotient_terms(b * exact["exp_avg"] / den, b * (dm + h) + h, den, den_err, eps, h)
+        + h
+        + (h if group["decoupled_weight_decay"] and group["weight_decay"] else 0.0)
+    )
+    return {"param": param, "exp_avg": dm, "exp_avg_sq": dv}
+
+
+def radam_underflow(group, before, exact, dtype):
+    # unrectified: q = (lr/bc1)*m' (m' rounded: h; two products: h each); rectified: times
+    # rect*sqrt(bc2)/(sqrt(v') + eps), the quotient terms
+    h = _h(dtype)
+    beta1, beta2 = group["betas"]
+    _, _, dm, dv = _moments_underflow(group, before, exact, dtype)
+    t, lr, eps = exact["step"], float(group["lr"]), group["eps"]
+    scale = lr / (1 - beta1**t)
+    rho_inf = 2 / (1 - beta2) - 1
+    rho_t = rho_inf - 2 * t * (beta2**t) / (1 - beta2**t)
+    if rho_t > 5.0:
+        rect = (
+            (rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t)
+        ) ** 0.5
+        factor = scale * rect * (1 - beta2**t) ** 0.5
+        den = np.sqrt(exact["exp_avg_sq"]) + eps
+        den_err = _sqrt_shift(exact["exp_avg_sq"], dv + h) + 2 * h
+        q = factor * exact["exp_avg"] / den
+        param = _quotient_terms(q, factor * (dm + h) + 3 * h, den, den_err, eps, h)
+    else:
+        param = scale * (dm + h) + 2 * h
+    if group["decoupled_weight_decay"] and group["weight_decay"]:
+        param = param + h
+    return {"param": param, "exp_avg": dm, "exp_avg_sq": dv}
 
 
 def adamw_underflow(group, before, exact, dtype):

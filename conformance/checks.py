@@ -360,8 +360,8 @@ def matches_spec(subject, case: Case) -> float:
                     ctx.fail(f"param {i} (grad None)", "moved or its state changed")
                 continue
             exact = spec.step_exact(before[i], given[i], state_before[i], hyper, dtype)
-            bounds = entry.spec_bound(group, state_before[i].get("step", 0.0), dtype)
             inputs = {"param": before[i], "grad": given[i], **state_before[i]}
+            bounds = entry.spec_bound(group, inputs, dtype)
             underflow = entry.spec_underflow(group, inputs, exact, dtype)
             w = assert_scaled(
                 ctx,
@@ -429,8 +429,8 @@ def trajectory_matches_spec(subject, case: Case) -> float:
                 if grads[i] is None:
                     continue
                 exact = spec.step_exact(before[i], given[i], state_before[i], hyper, dtype)
-                bounds = entry.spec_bound(group, state_before[i].get("step", 0.0), dtype)
                 inputs = {"param": before[i], "grad": given[i], **state_before[i]}
+                bounds = entry.spec_bound(group, inputs, dtype)
                 underflow = entry.spec_underflow(group, inputs, exact, dtype)
                 actual = {"param": to_numpy(p), **_spec_state(opt.state.get(p, {}))}
                 for key, value in exact.items():

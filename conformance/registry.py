@@ -272,8 +272,8 @@ class Entry:
     torch_name: str  # class name in impl and torch.optim; the spec is specs.for_group(torch_name)
     hyperparameters: Callable  # (dtype, purpose) -> strategy of one param group's hyperparameters
     state_fields: Callable  # group -> {state key: kind}, in dependency order
-    # (group, step before, real dtype) -> {"param": ULPs at scale, state key: ULPs} vs the exact
-    # one-step result (conformance.bounds: derived rounding counts); None: spec checks refused
+    # (group, inputs before the step, real dtype) -> {"param": ULPs at scale, state key: ULPs}
+    # vs the exact one-step result (conformance.bounds: derived counts); None: spec refused
     spec_bound: Callable | None = None
     # nesterov_lookahead only: how far impl's float64 iterates may drift from the look-ahead
     # iteration's over several steps (ULPs at scale). Not derived: two float64 iterations of a
@@ -340,11 +340,11 @@ _COMPLEX_ARITHMETIC = (
     "step at a time within {} ULP."
 )
 
-# NAdam, RAdam and ASGD use scalars torch forms in double (NAdam's coefficients from Pi_t,
-# RAdam's rectification term, ASGD's eta): their bounds need those scalars' cancellation terms,
-# which are not derived yet. Until they are, the spec checks say so in the report.
+# ASGD's ax averages the rounded params: its bound needs the param's absolute error carried into
+# ax (and the foreach path's float32 eta arithmetic), not derived yet. Until it is, ASGD's spec
+# checks say so in the report.
 _BOUNDS_PENDING = {
-    check: "its spec bound is not derived yet (issue 9: the double-precision scalar terms)"
+    check: "its spec bound is not derived yet (issue 9: ax carries the param's rounding)"
     for check in ("spec", "spec_trajectory")
 }
 
@@ -478,7 +478,9 @@ REGISTRY: tuple[Entry, ...] = (
         nadam_hyper,
         nadam_state,
         paths_differ=True,
-        refused={**_BOUNDS_PENDING, **_SCALAR_STATE_ROUNDTRIP},
+        spec_bound=bounds.nadam,
+        spec_underflow=bounds.nadam_underflow,
+        refused=_SCALAR_STATE_ROUNDTRIP,
     ),
     Entry(
         "RAdam",
@@ -486,7 +488,8 @@ REGISTRY: tuple[Entry, ...] = (
         radam_hyper,
         radam_state,
         paths_differ=True,
-        refused=_BOUNDS_PENDING,
+        spec_bound=bounds.radam,
+        spec_underflow=bounds.radam_underflow,
     ),
     Entry(
         "Adadelta",

@@ -236,14 +236,20 @@ def _momentum_schedule(beta1: sympy.Expr, psi: sympy.Expr, step: sympy.Expr) -> 
     return beta1 * (1 - sympy.Rational(1, 2) * sympy.Rational(24, 25) ** (step * psi))
 
 
+def scalar_state_product(stored, factor: float) -> float:
+    """``state *= factor`` on a 0-d state in torch's scalar dtype (float32; float64 under a
+    float64 default dtype): the double factor cast into it, the product rounded into it."""
+    import torch
+
+    real = np.float64 if torch.get_default_dtype() == torch.float64 else np.float32
+    return float(real(float(np.asarray(stored))) * real(factor))
+
+
 def _float32_product(param, grad, state, hyper, dtype) -> dict:
-    """torch's ``mu_product *= mu``: the 0-d state times μ_t (a double cast into the state's
-    dtype), rounded into that dtype; the update then reads it back as a double."""
-    stored = np.asarray(state.get("mu_product", np.float32(1.0)))
-    real = stored.dtype.type if stored.dtype.kind == "f" else np.float32
+    """torch's ``mu_product *= mu``; the update then reads it back as a double."""
     t = float(state.get("step", 0.0)) + 1
     mu = hyper.get("beta1", 0.9) * (1.0 - 0.5 * 0.96 ** (t * hyper.get("momentum_decay", 4e-3)))
-    return {MU_PRODUCT_ROUNDED: float(real(stored) * real(mu))}
+    return {MU_PRODUCT_ROUNDED: scalar_state_product(state.get("mu_product", 1.0), mu)}
 
 
 MU_PRODUCT_ROUNDED = sympy.Symbol("Pi_t", positive=True)
