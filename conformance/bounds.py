@@ -348,6 +348,48 @@ def radam(group, before, dtype) -> dict:
     }
 
 
+def asgd(group, before, dtype) -> dict:
+    """With eta and mu the stored float32 values (exact in every compute type). For-loop:
+    ``p~ = round(p*(1 - lambd*eta))``, the double scalar's exact error e_dec, its cast and the
+    mul (|p~| <= |p|), then ``p' = fma(-eta, d, p~)``: q = eta*d carries k_d. Foreach:
+    ``p' = fma(-round(d + lambd*p), eta, p)``: q carries lambd's cast, the fma and k_d. ``ax' =
+    ax + round(round(p' - ax)*mu)`` (for-loop; foreach one fma): the difference's and the
+    product's roundings, each of a term <= 2*S_ax: 4; the param's own error enters ax as an
+    absolute term (``asgd_absolute``). ``eta'`` in float32: the for-loop rounds a double once;
+    foreach computes lr/((1 + lambd*lr*t)**alpha) in float32 tensor ops: lambd*lr (double,
+    cast), times t, plus 1 (<= 4 on 1 + x), the pow (alpha times that, + 3), the reciprocal and
+    the mul by lr (cast, mul): 4*alpha + 6. ``mu'`` is one double rounded once."""
+    eta = float(np.asarray(before.get("eta", scalar_state_product(group["lr"], 1.0))))
+    lambd = group["lambd"]
+    e_dec = _double_error(lambda c, x, _: c(1.0) - x(lambd) * x(eta), dtype)
+    k_d = _l2(group)
+    loop = FINAL + _gamma(e_dec + 2, dtype) + 2 * _gamma(k_d, dtype)
+    foreach = _param(2 + k_d, dtype)
+    scalar = torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32
+    return {
+        "param": max(loop, foreach),
+        "ax": _state(5, dtype),
+        "eta": _state(4 * group["alpha"] + 6, scalar),
+        "mu": _state(1, scalar),
+    }
+
+
+def asgd_absolute(group, before, exact, dtype):
+    """ax' = ax + mu*(p' - ax) takes the rounded p': the param's whole error, mu times, in value
+    units (its bound times the spacing at the param's scale). Underflow: p~ and q rounded (h)."""
+    from conformance.ulp import spacing
+
+    h = _h(dtype)
+    mu = float(np.asarray(before.get("mu", 1.0)))
+    scale = np.maximum(np.abs(exact["param"]), np.abs(before["param"]))
+    spacing_p = spacing(torch.from_numpy(np.asarray(scale, np.float64)), dtype).numpy()
+    _, eta_d = _l2_grad(group, before, dtype)
+    eta = float(np.asarray(before.get("eta", scalar_state_product(group["lr"], 1.0))))
+    param_abs = eta * eta_d + 2 * h
+    carried = asgd(group, before, dtype)["param"] * spacing_p + param_abs
+    return {"param": param_abs, "ax": mu * carried + 2 * h}
+
+
 def _pow_term(group, step, dtype, weights=(2.0, 1.0)) -> float:
     """torch forms ``1 - b**t`` in double. pow's error (<= 1 double ULP, 2*u64 relative of b**t)
     is amplified by ``a = b**t/(1 - b**t)`` (cancellation for small t, b near 1): relative

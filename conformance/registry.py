@@ -292,8 +292,9 @@ class Entry:
     # (group, dtype, foreach) -> True where maximize rounds lr into the dtype and minimizing
     # does not; the invariant then minimizes -g at that rounded lr (see adagrad_maximize_rounds_lr)
     maximize_rounds_lr: Callable = lambda group, dtype, foreach: False
-    # absolute one-step allowances from gradual underflow: (group, before, exact, dtype) ->
-    # {output key: per-element bound in value units}; see bounds, "Underflow terms"
+    # absolute one-step allowances: (group, before, exact, dtype) -> {output key: per-element
+    # bound in value units}: gradual underflow (bounds, "Underflow terms"), and an output's
+    # error carried into another (ASGD's ax averages the rounded param)
     spec_underflow: Callable = lambda group, before, exact, dtype: {}
     invariants: tuple = ("maximize", "state_dict_roundtrip", "grad_untouched", "deterministic")
     divergences: tuple = ()  # documented, known differences (of torch, or of the spec dialect)
@@ -339,14 +340,6 @@ _COMPLEX_ARITHMETIC = (
     "torch does the same, so parity with torch stays bitwise. complex_as_real is checked one "
     "step at a time within {} ULP."
 )
-
-# ASGD's ax averages the rounded params: its bound needs the param's absolute error carried into
-# ax (and the foreach path's float32 eta arithmetic), not derived yet. Until it is, ASGD's spec
-# checks say so in the report.
-_BOUNDS_PENDING = {
-    check: "its spec bound is not derived yet (issue 9: ax carries the param's rounding)"
-    for check in ("spec", "spec_trajectory")
-}
 
 # torch.optim.Optimizer.load_state_dict casts every floating state tensor but ``step`` to a
 # real param's dtype, NAdam's mu_product and ASGD's eta and mu included: a float16/bfloat16 run
@@ -514,7 +507,9 @@ REGISTRY: tuple[Entry, ...] = (
         asgd_hyper,
         asgd_state,
         paths_differ=True,
-        refused={**_BOUNDS_PENDING, **_SCALAR_STATE_ROUNDTRIP},
+        spec_bound=bounds.asgd,
+        spec_underflow=bounds.asgd_absolute,
+        refused=_SCALAR_STATE_ROUNDTRIP,
     ),
     Entry(
         "Rprop",

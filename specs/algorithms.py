@@ -381,7 +381,8 @@ def asgd(*, maximize: bool = False) -> Spec:
     eta = lr(1e-2)
     lambd, power = _hyper("lambd", 1e-4), _hyper("alpha", 0.75)
     t0, wd = _hyper("t0", 1e6), weight_decay()
-    rate = StateVar("eta", sympy.Symbol("eta_t", positive=True), eta.symbol, True, True)
+    # torch's fresh eta is lr stored in its scalar dtype (float32): decided, exactly lr
+    rate = StateVar("eta", sympy.Symbol("eta_t", positive=True), FIRST_ETA, True, True)
     mu = StateVar("mu", sympy.Symbol("mu_t", positive=True), sympy.S.One, True, True)
     ax = state("ax", "a")
     return Spec(
@@ -396,8 +397,18 @@ def asgd(*, maximize: bool = False) -> Spec:
             (rate.symbol, eta.symbol / (1 + lambd.symbol * eta.symbol * t) ** power.symbol),
             (mu.symbol, 1 / sympy.Max(1, t - t0.symbol)),
         ),
+        decided={FIRST_ETA: eta.symbol},
+        decide=_first_eta,
         notes="eta and mu are float32 states set at the end of a step: a step uses the previous",
     )
+
+
+FIRST_ETA = sympy.Symbol("eta_0", positive=True)
+
+
+def _first_eta(param, grad, state, hyper, dtype) -> dict:
+    """A fresh ASGD state holds ``torch.as_tensor(lr)``: lr rounded into the scalar dtype."""
+    return {FIRST_ETA: scalar_state_product(hyper.get("lr", 1e-2), 1.0)}
 
 
 SIGN = sympy.Symbol("sigma", real=True)

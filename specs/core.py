@@ -117,8 +117,15 @@ class Spec:
         def substitute(rules):
             return None if rules is None else tuple((t, e.xreplace(self.decided)) for t, e in rules)
 
+        state = tuple(
+            v
+            if v.initial is None
+            else dataclasses.replace(v, initial=v.initial.xreplace(self.decided))
+            for v in self.state
+        )
         return dataclasses.replace(
             self,
+            state=state,
             updates=substitute(self.updates),
             first_updates=substitute(self.first_updates),
             decided={},
@@ -198,7 +205,7 @@ class Spec:
             elif var.initial is None:
                 value = np.zeros_like(param)  # unused: the first-step rule does not read it
             else:
-                value = float(var.initial.xreplace(hyper_values))
+                value = float(var.initial.xreplace({**hyper_values, **decided}))
             if var.scalar:
                 state_values.append(float(np.asarray(value)))
             else:
