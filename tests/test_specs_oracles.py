@@ -45,14 +45,6 @@ def hyper_for(spec):
     return {**spec.defaults, **{k: v for k, v in HYPER.items() if k in spec.defaults}}
 
 
-def max_ulp(a: dict, b: dict, dtype="float64") -> float:
-    return max(
-        ulp_distance(float(x), float(y), dtype)
-        for key in a
-        for x, y in zip(np.ravel(a[key]), np.ravel(b[key]), strict=True)
-    )
-
-
 @pytest.mark.parametrize("fresh", [False, True], ids=["started", "fresh"])
 @pytest.mark.parametrize("spec", ALL_SPECS, ids=lambda spec: spec.name)
 def test_float64_and_exact_oracles_agree(spec, fresh):
