@@ -2,6 +2,8 @@
 
 ``python -m conformance.figures [--out reports] [--report PATH] [--docs-img PATH]`` writes
 
+- ``more_optimizers.png``: Adamax, NAdam, RAdam, Adadelta, ASGD and Rprop on the same function,
+  impl with torch.optim dashed over it;
 - ``seed_corrected.png``: the seed's eight panels on f(x1, x2) = x1² + 10·x2² from (4, 3), run
   with ``impl`` and overlaid (dashed) with the same run of ``torch.optim``; the duplicated panel is
   replaced by Nesterov's stored look-ahead iterate drawn with the iterate it stands for;
@@ -81,6 +83,15 @@ SEED_RUNS = (
     Run("Adam, lr=0.1", "Adam", {"lr": 0.1}),
 )
 NESTEROV = SEED_RUNS[3]
+# torch.optim's other elementwise classes on the same function (not in the seed post)
+MORE_RUNS = (
+    Run("Adamax, lr=0.1", "Adamax", {"lr": 0.1}),
+    Run("NAdam, lr=0.1", "NAdam", {"lr": 0.1}),
+    Run("RAdam, lr=0.1 (rectified from t = 6)", "RAdam", {"lr": 0.1}),
+    Run("Adadelta, lr=10", "Adadelta", {"lr": 10.0}),
+    Run("ASGD, lr=0.01, t0=20", "ASGD", {"lr": 0.01, "t0": 20.0}),
+    Run("Rprop, lr=0.1", "Rprop", {"lr": 0.1}),
+)
 
 
 @dataclass(frozen=True)
@@ -124,15 +135,16 @@ class Panel:
         return float(np.max(np.abs(self.impl.x.astype(np.float64) - self.torch.x)))
 
 
-def seed_panels(steps: int = STEPS, dtype=DTYPE) -> list[Panel]:
-    """The seed's seven distinct experiments, each through impl and through torch.optim."""
+def seed_panels(steps: int = STEPS, dtype=DTYPE, runs=SEED_RUNS) -> list[Panel]:
+    """The seed's seven distinct experiments (or ``runs``), each through impl and through
+    torch.optim."""
     return [
         Panel(
             run,
             trajectory(getattr(impl, run.name), run.hyper, steps, dtype),
             trajectory(getattr(torch.optim, run.name), run.hyper, steps, dtype),
         )
-        for run in SEED_RUNS
+        for run in runs
     ]
 
 
@@ -359,6 +371,20 @@ def plot_seed_corrected(panels: list[Panel], path: Path, dtype=DTYPE) -> Path:
     return _save(fig, path)
 
 
+def plot_more_optimizers(panels: list[Panel], path: Path, dtype=DTYPE) -> Path:
+    """The six elementwise classes the seed post does not have, on its function, 2×3."""
+    fig = Figure(figsize=(13, 8.5), dpi=DPI, layout="constrained")
+    for ax, panel in zip(fig.subplots(2, 3).ravel(), panels, strict=True):
+        _trajectory_panel(ax, panel)
+    fig.suptitle(
+        f"torch.optim's other elementwise optimizers on the seed's f = x1² + 10·x2² from (4, 3), "
+        f"{STEPS} steps, {_dtype_name(dtype)}\nimpl solid, torch.optim dashed over it;  "
+        "○ start, × end, ★ minimum",
+        fontsize=12,
+    )
+    return _save(fig, path)
+
+
 def plot_loss_vs_step(panels: list[Panel], path: Path, dtype=DTYPE) -> Path:
     """f(x_t) for every seed experiment on one log axis; torch.optim dashed over impl."""
     fig = Figure(figsize=(10, 6), dpi=DPI, layout="constrained")
@@ -541,6 +567,9 @@ def write_all(out: Path, report: Path | None = None, dtype=DTYPE, seed=True) -> 
             plot_seed_corrected(panels, out / "seed_corrected.png", dtype),
             plot_loss_vs_step(panels, out / "loss_vs_step.png", dtype),
             plot_seed_dialects(seed_dialects(), out / "seed_dialects.png"),
+            plot_more_optimizers(
+                seed_panels(dtype=dtype, runs=MORE_RUNS), out / "more_optimizers.png", dtype
+            ),
         ]
     report = out / "conformance.json" if report is None else Path(report)
     rows = load_report(report)

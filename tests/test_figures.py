@@ -57,7 +57,8 @@ def panels64() -> dict[str, figures.Panel]:
 
 
 @pytest.mark.parametrize(
-    "name", ["seed_corrected", "loss_vs_step", "seed_dialects", "conformance_heat"]
+    "name",
+    ["seed_corrected", "loss_vs_step", "seed_dialects", "more_optimizers", "conformance_heat"],
 )
 def test_every_figure_is_a_nontrivial_png(rendered, name):
     path = rendered / f"{name}.png"
@@ -82,9 +83,10 @@ def test_missing_report_skips_heat_table_with_a_note(tmp_path, capsys, monkeypat
     monkeypatch.setattr(figures, "plot_seed_corrected", lambda *a: tmp_path / "a.png")
     monkeypatch.setattr(figures, "plot_loss_vs_step", lambda *a: tmp_path / "b.png")
     monkeypatch.setattr(figures, "plot_seed_dialects", lambda *a: tmp_path / "c.png")
+    monkeypatch.setattr(figures, "plot_more_optimizers", lambda *a: tmp_path / "d.png")
     written = figures.write_all(tmp_path)
     assert not (tmp_path / "conformance_heat.png").exists()
-    assert len(written) == 3
+    assert len(written) == 4
     assert "skipping the conformance heat-table" in capsys.readouterr().out
 
 
@@ -113,6 +115,14 @@ def test_overlay_is_bitwise(panels32, panels64, title):
         assert panel.bitwise, f"{title}: max |impl − torch| = {panel.max_abs_diff}"
         if panel.impl.momentum is not None:
             assert np.array_equal(panel.impl.momentum, panel.torch.momentum)
+
+
+@pytest.mark.parametrize("run", figures.MORE_RUNS, ids=lambda run: run.name)
+def test_more_optimizers_overlay_is_bitwise_and_they_descend(run):
+    (panel,) = figures.seed_panels(runs=(run,))
+    assert panel.bitwise, f"{run.title}: max |impl − torch| = {panel.max_abs_diff}"
+    start, end = figures.loss_along(panel.impl.x[[0, -1]])
+    assert end < start / 10, f"{run.title}: f went from {start} to {end}"
 
 
 def test_panels_run_impl_and_torch():
