@@ -423,6 +423,17 @@ FOREACH = ForeachOps()
 Ops = ForLoopOps | ForeachOps
 
 
+def decay_weights(ops: Ops, params, grads, lr, weight_decay: float, decoupled: bool):
+    """Adam's, NAdam's and RAdam's weight decay: ``p *= 1 - lr*wd`` in place (decoupled) or
+    the L2 term in a new gradient list; returns the gradients the update goes on with."""
+    if weight_decay == 0:
+        return grads
+    if decoupled:
+        ops.mul_(params, 1 - lr * weight_decay)
+        return grads
+    return ops.add(grads, params, alpha=weight_decay)
+
+
 def step_counts(steps: Sequence[Tensor]) -> list[float]:
     """Each parameter's step as a Python double, where torch does its bias-correction scalars."""
     return [step.item() for step in steps]

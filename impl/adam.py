@@ -13,7 +13,7 @@ from impl._base import (
     scalar_dtype,
     to_scalar,
 )
-from impl._ops import Ops, step_counts
+from impl._ops import Ops, decay_weights, step_counts
 
 __all__ = ["Adam", "AdamW", "adam_update"]
 
@@ -46,11 +46,7 @@ def adam_update(
     if maximize:
         grads = ops.neg(grads)
     ops.increment_(steps)
-    if weight_decay != 0:
-        if decoupled_weight_decay:
-            ops.mul_(params, 1 - lr * weight_decay)
-        else:
-            grads = ops.add(grads, params, alpha=weight_decay)
+    grads = decay_weights(ops, params, grads, lr, weight_decay, decoupled_weight_decay)
     params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs = ops.as_real(
         params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs
     )

@@ -14,7 +14,7 @@ from impl._base import (
     scalar_dtype,
     to_scalar,
 )
-from impl._ops import Ops, step_counts
+from impl._ops import Ops, decay_weights, step_counts
 
 __all__ = ["NAdam", "nadam_update"]
 
@@ -47,11 +47,7 @@ def nadam_update(
     # Unlike Adam, torch's for-loop NAdam views complex tensors as real before the weight decay.
     params, grads, exp_avgs, exp_avg_sqs = ops.as_real(params, grads, exp_avgs, exp_avg_sqs)
     ops.increment_(steps)
-    if weight_decay != 0:
-        if decoupled_weight_decay:
-            ops.mul_(params, 1 - lr * weight_decay)
-        else:
-            grads = ops.add(grads, params, alpha=weight_decay)
+    grads = decay_weights(ops, params, grads, lr, weight_decay, decoupled_weight_decay)
 
     t = step_counts(steps)
     mus = [_momentum(beta1, momentum_decay, s) for s in t]

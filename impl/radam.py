@@ -7,7 +7,7 @@ import torch
 from torch import Tensor
 
 from impl._base import VerifiedOptimizer, check_adam_family, check_tensor_lr, new_step, to_scalar
-from impl._ops import Ops, step_counts
+from impl._ops import Ops, decay_weights, step_counts
 
 __all__ = ["RAdam", "radam_update"]
 
@@ -43,11 +43,7 @@ def radam_update(
     # Unlike Adam, torch's for-loop RAdam views complex tensors as real before the weight decay.
     params, grads, exp_avgs, exp_avg_sqs = ops.as_real(params, grads, exp_avgs, exp_avg_sqs)
     ops.increment_(steps)
-    if weight_decay != 0:
-        if decoupled_weight_decay:
-            ops.mul_(params, 1 - lr * weight_decay)
-        else:
-            grads = ops.add(grads, params, alpha=weight_decay)
+    grads = decay_weights(ops, params, grads, lr, weight_decay, decoupled_weight_decay)
 
     ops.lerp_(exp_avgs, grads, 1 - beta1)
     ops.mul_(exp_avg_sqs, beta2)
