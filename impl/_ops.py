@@ -38,6 +38,22 @@ def _as_real(t):
     return torch.view_as_real(t) if t is not None and t.is_complex() else t
 
 
+def add_sparse_(dense: Tensor, sparse: Tensor, *, alpha: Scalar = 1) -> None:
+    """``dense.add_(sparse, alpha=alpha)``, also on a view: torch 2.13's kernel writes into a
+    contiguous dense tensor with a storage offset at twice that offset when the sparse tensor
+    has no dense dims, corrupting a neighbour and leaving the element unchanged (README, audit
+    findings). A view with an offset is updated through an offset-free copy instead: the same
+    kernel on the same values, so the same bits wherever torch's own result is right."""
+    if dense.numel() == 0:  # nothing to add; torch 2.13 segfaults on some empty tensors here
+        return
+    if dense.storage_offset() == 0:
+        dense.add_(sparse, alpha=alpha)
+        return
+    scratch = dense.clone()
+    scratch.add_(sparse, alpha=alpha)
+    dense.copy_(scratch)
+
+
 class ForLoopOps:
     """One tensor at a time, through the kernels of torch's single-tensor (for-loop) path."""
 
@@ -68,7 +84,10 @@ class ForLoopOps:
     @staticmethod
     def add_(xs, ys, *, alpha: Scalar = 1) -> None:
         for x, y in zip(xs, ys):
-            x.add_(y, alpha=alpha)
+            if y.is_sparse and not x.is_sparse:
+                add_sparse_(x, y, alpha=alpha)
+            else:
+                x.add_(y, alpha=alpha)
 
     @staticmethod
     def add_scalar_(xs, value: ScalarOrPerTensor) -> None:

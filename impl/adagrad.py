@@ -13,7 +13,7 @@ from impl._base import (
     new_step,
     to_scalar,
 )
-from impl._ops import FOR_LOOP, Ops, step_counts
+from impl._ops import FOR_LOOP, Ops, add_sparse_, step_counts
 
 __all__ = ["Adagrad", "adagrad_update"]
 
@@ -63,9 +63,9 @@ def _sparse_adagrad(param: Tensor, grad: Tensor, state_sum: Tensor, minus_clr, e
     def like_grad(new_values):  # indices of a coalesced tensor: valid by construction
         return torch.sparse_coo_tensor(indices, new_values, grad.size(), check_invariants=False)
 
-    state_sum.add_(like_grad(values.pow(2)))
+    add_sparse_(state_sum, like_grad(values.pow(2)))
     std_values = state_sum.sparse_mask(grad)._values().sqrt_().add_(eps)
-    param.add_(like_grad(values / std_values), alpha=minus_clr)
+    add_sparse_(param, like_grad(values / std_values), alpha=minus_clr)
 
 
 class Adagrad(VerifiedOptimizer):

@@ -10,6 +10,7 @@ from torch import Tensor
 from torch.optim import Optimizer
 
 from impl._base import VerifiedOptimizer, check_tensor_lr, to_scalar
+from impl._ops import add_sparse_
 
 __all__ = ["SparseAdam", "sparse_adam_update"]
 
@@ -42,16 +43,16 @@ def sparse_adam_update(
     # the new values are rebuilt as old + update, the same additions the sparse add_ makes.
     old_exp_avg = exp_avg.sparse_mask(grad)._values()
     exp_avg_update = values.sub(old_exp_avg).mul_(1 - beta1)
-    exp_avg.add_(like_grad(exp_avg_update))
+    add_sparse_(exp_avg, like_grad(exp_avg_update))
     old_exp_avg_sq = exp_avg_sq.sparse_mask(grad)._values()
     exp_avg_sq_update = values.pow(2).sub_(old_exp_avg_sq).mul_(1 - beta2)
-    exp_avg_sq.add_(like_grad(exp_avg_sq_update))
+    add_sparse_(exp_avg_sq, like_grad(exp_avg_sq_update))
 
     numer = exp_avg_update.add_(old_exp_avg)
     denom = exp_avg_sq_update.add_(old_exp_avg_sq).sqrt_().add_(eps)
     # Bias corrections in Python doubles; a tensor lr makes step_size a tensor, as in torch.
     step_size = lr * math.sqrt(1 - beta2**step) / (1 - beta1**step)
-    param.add_(like_grad(-step_size * numer.div_(denom)))
+    add_sparse_(param, like_grad(-step_size * numer.div_(denom)))
 
 
 class SparseAdam(VerifiedOptimizer):
