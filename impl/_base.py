@@ -79,6 +79,8 @@ class VerifiedOptimizer(Optimizer):
     complex_as_real = True
     #: Message of the RuntimeError for a sparse gradient, or None if sparse gradients are allowed.
     sparse_error: str | None = None
+    #: The update takes a foreach bucket with sparse gradients (SGD, as torch's foreach path).
+    foreach_takes_sparse: bool = False
     #: Group keys that checkpoints from older torch versions may lack, with torch's fill-ins.
     group_fill_ins: dict = {}
 
@@ -154,23 +156,21 @@ class VerifiedOptimizer(Optimizer):
         foreach = group["foreach"]
         if foreach is None:
             _, foreach = _default_to_fused_or_foreach(params, differentiable=False, use_fused=False)
-        if foreach and not any(g.is_sparse for g in grads):
-            for idx in _buckets(params):
+        # torch's foreach kernels take no sparse tensors: a (device, dtype) bucket with a sparse
+        # gradient runs the for-loop path, unless the update routes them itself (SGD)
+        buckets = _buckets(params) if foreach else [[i] for i in range(len(params))]
+        for idx in buckets:
+            if foreach and (self.foreach_takes_sparse or not any(grads[i].is_sparse for i in idx)):
+                runs = [(FOREACH, idx)]
+            else:
+                runs = [(FOR_LOOP, [i]) for i in idx]
+            for ops, run in runs:
                 self._run(
-                    FOREACH,
+                    ops,
                     group,
-                    [params[i] for i in idx],
-                    [grads[i] for i in idx],
-                    {key: [values[i] for i in idx] for key, values in state.items()},
-                )
-        else:
-            for i in range(len(params)):
-                self._run(
-                    FOR_LOOP,
-                    group,
-                    [params[i]],
-                    [grads[i]],
-                    {key: [values[i]] for key, values in state.items()},
+                    [params[i] for i in run],
+                    [grads[i] for i in run],
+                    {key: [values[i] for i in run] for key, values in state.items()},
                 )
 
     def _run(self, ops: Ops, group: dict, params, grads, state: dict[str, list]) -> None:

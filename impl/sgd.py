@@ -25,6 +25,9 @@ def sgd_update(
     maximize: bool,
 ) -> None:
     """One SGD step; a ``None`` entry of ``momentum_buffers`` is filled with a new buffer."""
+    # torch's foreach path runs its foreach kernels on sparse gradients too, all but the last
+    # add into the params, which it takes per tensor
+    param_ops = FOR_LOOP if any(g.is_sparse for g in grads) else ops
     if maximize:
         grads = ops.neg(grads)
     if weight_decay != 0:
@@ -47,7 +50,7 @@ def sgd_update(
             grads = ops.add(grads, momentum_buffers, alpha=momentum)
         else:
             grads = momentum_buffers
-    ops.add_(params, grads, alpha=-lr)
+    param_ops.add_(params, grads, alpha=-lr)
 
 
 class SGD(VerifiedOptimizer):
@@ -80,10 +83,13 @@ class SGD(VerifiedOptimizer):
     is one fused multiply-add.
 
     Complex parameters use complex arithmetic (no ``view_as_real``), as in torch. Sparse gradients
-    are supported. ``fused=True`` and ``differentiable=True`` raise ``NotImplementedError``.
+    are supported; on the foreach path they go through the foreach kernels, as in torch, all but
+    the final per-tensor add into the params. ``fused=True`` and ``differentiable=True`` raise
+    ``NotImplementedError``.
     """
 
     complex_as_real = False
+    foreach_takes_sparse = True
     group_fill_ins = {
         "nesterov": False,
         "maximize": False,
