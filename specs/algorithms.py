@@ -268,6 +268,7 @@ def nadam(*, decoupled: bool = False, maximize: bool = False) -> Spec:
     mu_t = _momentum_schedule(b1, psi.symbol, t)
     mu_next = _momentum_schedule(b1, psi.symbol, t + 1)
     pi_t = MU_PRODUCT_ROUNDED
+    stored = product.symbol  # after its rule: Π_t as stored (decided), or exact (``exact()``)
     denominator = sympy.sqrt(v.symbol / (1 - b2**t)) + epsilon.symbol
     return Spec(
         "NAdam" + _suffix(decoupled_weight_decay=decoupled, maximize=maximize),
@@ -282,8 +283,8 @@ def nadam(*, decoupled: bool = False, maximize: bool = False) -> Spec:
             (
                 p,
                 p
-                - eta.symbol * (1 - mu_t) / (1 - pi_t) * g / denominator
-                - eta.symbol * mu_next / (1 - pi_t * mu_next) * m.symbol / denominator,
+                - eta.symbol * (1 - mu_t) / (1 - stored) * g / denominator
+                - eta.symbol * mu_next / (1 - stored * mu_next) * m.symbol / denominator,
             ),
         ),
         decided={pi_t: product.symbol * mu_t},

@@ -66,3 +66,22 @@ def test_nadam_mu_product_is_torchs_float32_product():
     assert out["mu_product"] == p.item()
     exact = spec.exact().step_float64(np.array([1.0]), np.array([0.5]), state, spec.defaults)
     assert exact["mu_product"] != p.item()  # the exact product is not a float32
+
+
+def test_nadam_exact_update_reads_the_product_once():
+    """``exact()`` keeps the update's Π_t the stored product: with a float64 mu_product (default
+    dtype float64, so torch computes Π_t in double), the exact spec's first step from a fresh
+    state is torch's within a few ULP. A substitution applied after the product's own rule
+    divided by 1 − Π·μ_t² instead (-0.739 against torch's -1.0565 at lr = 1, eps = 0)."""
+    spec = nadam().exact()
+    hyper = {**spec.defaults, "lr": 1.0, "eps": 0.0}
+    out = spec.step_float64(np.array([0.0]), np.array([0.5]), {}, hyper)
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        p = torch.zeros(1, dtype=torch.float64)
+        p.grad = torch.full((1,), 0.5, dtype=torch.float64)
+        torch.optim.NAdam([p], lr=1.0, eps=0.0).step()
+    finally:
+        torch.set_default_dtype(previous)
+    assert out["param"][0] == pytest.approx(p.item(), rel=1e-14)
