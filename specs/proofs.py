@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 
 import sympy
 
-from .algorithms import adam, adamax, asgd, nadam, radam_rho, rmsprop, sgd
+from . import papers
+from .algorithms import adam, adamax, asgd, nadam, radam, radam_rho, rmsprop, rprop, sgd
 from .core import Spec
 from .seed import nesterov_lookahead
 
@@ -387,6 +388,333 @@ def asgd_averaging(steps: int = 6) -> ProofResult:
     )
 
 
+def _rational_residual(expr: sympy.Expr) -> sympy.Expr:
+    """``expr`` with each power whose exponent is not an integer (0.96^(tψ), β2^t, square
+    roots) replaced by one fresh symbol per distinct power, then cancelled as a rational
+    function. Zero proves ``expr`` zero (equal powers stand for equal values); much faster
+    than ``simplify`` on NAdam's nested schedule."""
+    generic: dict[sympy.Expr, sympy.Dummy] = {}
+
+    def stand_in(power: sympy.Expr) -> sympy.Dummy:
+        return generic.setdefault(power, sympy.Dummy())
+
+    opaque = expr.replace(lambda e: e.is_Pow and not e.exp.is_Integer, stand_in)
+    return sympy.cancel(sympy.together(opaque))
+
+
+def nadam_dozat_vs_torch(steps: int = 3) -> ProofResult:
+    """torch's NAdam is Dozat's Algorithm 2 with two changes, and only those (weight_decay = 0,
+    Π_t exact):
+
+    - the first moment: torch's m ← β1·m + (1 − β1)·g with a constant β1; Dozat's
+      m ← μ_t·m + (1 − μ_t)·g with the scheduled μ_t;
+    - the second: torch's v/(1 − β2^t), Dozat's n̂ = ν·n/(1 − ν^t).
+
+    With both changed, ``papers.nadam`` is ``algorithms.nadam().exact()`` output for output.
+    Why the paper's bias correction is 1 − Π_t: under a constant gradient G its m is
+    (1 − Π_t)·G after t steps (checked for t ≤ ``steps``), so m/(1 − Π_t) = G; torch's m is
+    (1 − β1^t)·G, which it divides by 1 − Π_{t+1} all the same. Each change moves the step
+    (derived at torch's defaults, eps = 0, first step from a fresh state: torch's step over the
+    paper's, and over each half-way form).
+    """
+    torch_spec = nadam().exact()
+    (wd,) = _symbols(torch_spec, "weight_decay")
+    torch_out = torch_spec.final_expressions()
+    aligned = papers.nadam(scheduled_ema=False, nu_in_n_hat=False)
+    aligned_out = aligned.final_expressions()
+    residuals = [
+        _rational_residual(torch_out[name].xreplace({wd: 0}) - aligned_out[name])
+        for name in torch_spec.outputs
+    ]
+
+    G, x0 = sympy.symbols("G x0", real=True)
+    beta1 = _symbols(torch_spec, "beta1")[0]
+    step, product, m, v = (var.symbol for var in torch_spec.state)
+
+    def run(spec: Spec, count: int, hyper: Env) -> Env:
+        env: Env = {spec.param: x0, step: 0, product: 1, m: 0, v: 0}
+        for _ in range(count):
+            env = symbolic_step(spec, env, lambda _: G, hyper)
+        return env
+
+    paper = papers.nadam()
+    for n in range(1, steps + 1):
+        paper_env, torch_env = run(paper, n, {}), run(torch_spec, n, {wd: 0})
+        residuals.append(sympy.simplify(paper_env[m] - (1 - paper_env[product]) * G))
+        residuals.append(sympy.simplify(torch_env[m] - (1 - beta1**n) * G))
+
+    defaults = {h.symbol: sympy.Float(h.default, 30) for h in paper.hypers}
+    defaults[_symbols(paper, "eps")[0]] = sympy.S.Zero
+
+    def first_step(spec: Spec) -> sympy.Expr:
+        hyper = {**defaults, wd: 0} if spec is torch_spec else defaults
+        return sympy.N(x0 - run(spec, 1, hyper)[spec.param], 30).xreplace({G: 1})
+
+    torch_step = first_step(torch_spec)
+    changed = (paper, papers.nadam(scheduled_ema=False), papers.nadam(nu_in_n_hat=False))
+    ratios = {
+        f"torch/{form.name} first step": sympy.N(torch_step / first_step(form), 6)
+        for form in changed
+    }
+    residuals.append(sympy.N(torch_step - first_step(aligned), 25))
+    residual = sympy.ImmutableMatrix(residuals)
+    differs = all(abs(ratio - 1) > 1e-6 for ratio in ratios.values())
+    return ProofResult(
+        "nadam_dozat_vs_torch",
+        "NAdam: torch = Dozat's Algorithm 2 with β1 for μ_t in the m EMA and no ν in n̂ "
+        f"(all outputs); Dozat's m = (1 − Π_t)·G, torch's (1 − β1^t)·G for constant G, t ≤ {steps}",
+        residual,
+        _is_zero(residual) and differs,
+        ratios,
+    )
+
+
+def _threshold(condition: sympy.Basic, rho: sympy.Expr) -> sympy.Expr:
+    """k for a branch condition that reads ρ > k (SymPy may have moved terms across)."""
+    if isinstance(condition, sympy.StrictGreaterThan):
+        excess = condition.lhs - condition.rhs
+    elif isinstance(condition, sympy.StrictLessThan):
+        excess = condition.rhs - condition.lhs
+    else:
+        return sympy.nan
+    return sympy.simplify(rho - excess)
+
+
+def radam_threshold_band(
+    betas=("9/10", "99/100", "999/1000", "9999/10000", "4/5", "7/10", "13/20"),
+) -> ProofResult:
+    """Liu et al.'s RAdam and torch's agree except at the steps with 4 < ρ_t ≤ 5.
+
+    With eps = 0 (torch's only other change), for v > 0: torch's rectified step
+    m̂·r_t·sqrt(1 − β2^t)/sqrt(v) is the paper's r_t·m̂·sqrt((1 − β2^t)/v), the unrectified
+    steps are both m̂, and the moments are the same EMAs (and the paper spec's
+    −expm1(t·log1p(β2 − 1)) is 1 − β2^t). So the rules part exactly where one branch is
+    taken and not the other: 4 < ρ_t ≤ 5 (the paper rectifies, torch does not).
+
+    ρ_t increases with t, so those steps are one run: 2tβ^t/(1 − β^t) = (2/c)·h(ct) with
+    c = −log β > 0 and h(u) = u/(e^u − 1), whose derivative has numerator
+    N(u) = e^u − 1 − u·e^u with N(0) = 0 and N'(u) = −u·e^u < 0 for u > 0 (checked below),
+    so h decreases. The run is computed exactly for each β2 (rationals). ρ_t < ρ_∞ for every
+    t and 2tβ^t/(1 − β^t) → 0: where 4 < ρ_∞ ≤ 5, i.e. 3/5 < β2 ≤ 2/3 (solved below), the
+    paper rectifies from some step on and torch never does.
+    """
+    torch_spec, paper = radam(), papers.radam()
+    beta2, epsilon = _symbols(torch_spec, "beta2", "eps")
+    t = torch_spec.state[0].symbol
+    p = torch_spec.param
+    rules = dict(paper.updates)
+    bias2, rho = papers.BIAS2, papers.RHO
+    c_expr = rules[bias2]
+    plain = {bias2: 1 - beta2**t}
+    paper_rule = rules[p].xreplace({rho: rules[rho]}).xreplace(plain)
+    torch_rule = dict(torch_spec.updates)[p].xreplace({epsilon: 0})
+    # positive stand-ins: v > 0, 1 − β2^t = c > 0 for t ≥ 1
+    v_pos, c = sympy.symbols("v c", positive=True)
+    (v,) = _symbols(torch_spec, "exp_avg_sq")
+    positive = {v: v_pos, beta2**t: 1 - c}
+
+    def branch(rule, index):
+        return rule.args[index][0].xreplace({v: v_pos}).subs(positive)
+
+    # the branch conditions, read off the specs: the paper's ρ_t > 4, torch's decided ρ_t > 5
+    rho_t = radam_rho(beta2, t)[1]
+    (torch_branch,) = torch_spec.decided.values()
+    thresholds = (
+        _threshold(rules[p].args[0][1].xreplace({rho: rules[rho]}).xreplace(plain), rho_t),
+        _threshold(torch_branch.args[0][1], rho_t),
+    )
+    residuals = [
+        sympy.simplify(sympy.expand_func(c_expr).rewrite(sympy.Pow) - (1 - beta2**t)),
+        sympy.simplify(branch(torch_rule, 0) - branch(paper_rule, 0)),
+        sympy.simplify(branch(torch_rule, 1) - branch(paper_rule, 1)),
+    ]
+    for state_name in ("exp_avg", "exp_avg_sq"):
+        (symbol,) = _symbols(torch_spec, state_name)
+        residuals.append(
+            sympy.expand(dict(torch_spec.updates)[symbol] - dict(paper.updates)[symbol])
+        )
+
+    # monotonicity of rho_t in t
+    u, cc = sympy.symbols("u c_log", positive=True)
+    h = u / (sympy.exp(u) - 1)
+    numerator = sympy.exp(u) - 1 - u * sympy.exp(u)
+    tt = sympy.Symbol("t", positive=True)
+    residuals += [
+        sympy.simplify(
+            (2 * tt * sympy.exp(-cc * tt) / (1 - sympy.exp(-cc * tt)))
+            - (2 / cc) * h.subs(u, cc * tt)
+        ),
+        sympy.simplify(sympy.diff(h, u) * (sympy.exp(u) - 1) ** 2 - numerator),
+        numerator.subs(u, 0),
+        sympy.simplify(sympy.diff(numerator, u) + u * sympy.exp(u)),
+        sympy.limit(2 * tt * sympy.exp(-cc * tt) / (1 - sympy.exp(-cc * tt)), tt, sympy.oo),
+    ]
+
+    b = sympy.Symbol("beta2", positive=True)
+    n = sympy.Symbol("t", integer=True, positive=True)
+    rho_inf, rho_t = radam_rho(b, n)
+    low, high = thresholds
+    edges = tuple(sympy.solve(sympy.Eq(rho_inf, k), b)[0] for k in thresholds)
+
+    def first_above(value, threshold):
+        if rho_inf.subs(b, value) <= threshold:  # ρ_t < ρ_∞: never
+            return sympy.oo
+        return next(k for k in range(1, 10**6) if rho_t.subs({b: value, n: k}) > threshold)
+
+    def band(value):
+        value = sympy.Rational(value)
+        start, stop = first_above(value, low), first_above(value, high)
+        if stop == sympy.oo:
+            return sympy.Range(start, sympy.oo) if start != sympy.oo else sympy.Tuple()
+        return sympy.Tuple(*range(start, stop))
+
+    derived = {
+        f"steps with {low} < rho_t <= {high}, beta2 = {value}": band(value) for value in betas
+    }
+    derived[f"{low} < rho_inf <= {high} (paper rectifies, torch never) iff beta2 in"] = (
+        sympy.Interval.Lopen(*edges)
+    )
+    residual = sympy.ImmutableMatrix(residuals)
+    return ProofResult(
+        "radam_threshold_band",
+        "RAdam, eps = 0: Liu et al.'s rectified and unrectified steps are torch's; ρ_t "
+        "increases in t; the rules part exactly at the steps with 4 < ρ_t ≤ 5",
+        residual,
+        _is_zero(residual)
+        and thresholds == (4, 5)
+        and edges == (sympy.Rational(3, 5), sympy.Rational(2, 3)),
+        derived,
+    )
+
+
+def rprop_backtracking() -> ProofResult:
+    """Riedmiller & Braun's weight-backtracking, against torch's iRprop−.
+
+    1. The revert sign(prev)·step_size is the previous weight step undone: from every state
+       (prev = 0, > 0 or < 0) and gradient (> 0, < 0, 0) one step leaves either prev = 0 (no
+       revert possible next) or sign(prev)·step_size = p_before − p_after.
+    2. A sign change right after a step returns the paper's p exactly to where it was before
+       that step, p_{t+1} = p_{t−1}; torch's p stays at p_t. Step size and prev agree. Checked
+       from a fresh state and from a started one, for both sign orders, with the paper's
+       Δ0, η±, Δmin, Δmax and symbolic gradients and start.
+    """
+    paper, torch_spec = papers.rprop(), rprop().exact()
+    hyper_values = {"lr": sympy.Rational(1, 10), "etaminus": sympy.Rational(1, 2)}
+    hyper_values |= {"etaplus": sympy.Rational(6, 5), "step_size_min": sympy.Rational(1, 10**6)}
+    hyper_values |= {"step_size_max": sympy.Integer(50)}
+    hyper = {paper.hyper(name).symbol: value for name, value in hyper_values.items()}
+    t, q, s = (var.symbol for var in paper.state)
+    p = paper.param
+    x0 = sympy.Symbol("x0", real=True)
+    a, b, Q, S = sympy.symbols("a b Q S", positive=True)
+
+    def step(spec, env, gradient):
+        return symbolic_step(spec, env, lambda _: gradient, hyper)
+
+    residuals = []
+    for prev in (sympy.S.Zero, Q, -Q):
+        for gradient in (a, -b, sympy.S.Zero):
+            before = {p: x0, t: 3, q: prev, s: S}
+            after = step(paper, before, gradient)
+            if after[q] == 0:
+                continue
+            residuals.append(sympy.simplify(sympy.sign(after[q]) * after[s] - (x0 - after[p])))
+
+    gaps = {}
+    for fresh in (True, False):
+        for first, second in ((a, -b), (-a, b)):
+            # fresh: step 1 is a g·prev = 0 step; started: a growing step (prev has g1's sign)
+            start = (
+                {t: 0, q: 0, s: hyper_values["lr"]}
+                if fresh
+                else {t: 3, q: Q * sympy.sign(first), s: sympy.Rational(1, 8)}
+            )
+            paper_env = step(paper, {**start, p: x0}, first)
+            torch_env = step(torch_spec, {**start, p: x0}, first)
+            p1 = paper_env[p]
+            residuals.append(p1 - torch_env[p])
+            paper_env, torch_env = (
+                step(paper, paper_env, second),
+                step(torch_spec, torch_env, second),
+            )
+            residuals += [paper_env[p] - x0, torch_env[p] - p1]
+            residuals += [paper_env[name] - torch_env[name] for name in (q, s)]
+            gaps[f"torch - paper after a flip, start {start[s]}, g1 = {first}"] = sympy.simplify(
+                torch_env[p] - paper_env[p]
+            )
+    residual = sympy.ImmutableMatrix(residuals)
+    return ProofResult(
+        "rprop_backtracking",
+        "Rprop: sign(prev)·step_size is always the last step undone; on a sign change the "
+        "paper returns to p_(t−1), torch's iRprop− stays at p_t (same step size and prev)",
+        residual,
+        _is_zero(residual) and all(gap != 0 for gap in gaps.values()),
+        gaps,
+    )
+
+
+def asgd_polyak_juditsky(steps: int = 6) -> ProofResult:
+    """Polyak–Juditsky averaging against torch's ASGD, iterating both specs' rules in order
+    from x_0 with arbitrary gradients G_1, G_2, …:
+
+    - the paper spec's ax after T steps is mean(x_0, …, x_{T−1}) of its own iterates (the
+      start included, the newest iterate not);
+    - torch with λ = 0 (and weight_decay = 0) takes the paper's constant step (α = 0): the
+      same iterates;
+    - its ax after T steps (t0 = 0) leaves out x_0 and x_1:
+      (T + 1)·x̄_{T+1} − x_0 − x_1 = (T − 1)·ax_T; with t0 = −1 it leaves out x_0 only:
+      (T + 1)·x̄_{T+1} − x_0 = T·ax_T;
+    - λ = 1/lr makes torch's η_{n+1} = lr·(n + 1)^(−α), the paper's γ_{n+1}, but its shrink
+      1 − λ·η_1 = 1 − λ·lr is then 0 (derived).
+    """
+    paper, torch_spec = papers.asgd(), asgd().exact()
+    p = paper.param
+    t, ax = (var.symbol for var in paper.state)
+    (eta,) = _symbols(paper, "lr")
+    constant = {paper.hyper("alpha").symbol: 0}
+    x0 = sympy.Symbol("x0", real=True)
+    gradients = sympy.symbols(f"G1:{steps + 2}", real=True)
+    residuals = []
+
+    env: Env = {p: x0, t: 0, ax: 0}
+    iterates, averages = [x0], []
+    for n, gradient in enumerate(gradients, start=1):
+        env = symbolic_step(paper, env, lambda _, g=gradient: g, constant)
+        iterates.append(env[p])
+        averages.append(env[ax])
+        residuals.append(sympy.simplify(env[ax] - sum(iterates[:n]) / n))
+
+    lambd, wd, t0 = _symbols(torch_spec, "lambd", "weight_decay", "t0")
+    _, rate, mu, torch_ax = (var.symbol for var in torch_spec.state)
+    for start, dropped in ((0, 2), (-1, 1)):
+        env = {p: x0, t: 0, rate: eta, mu: 1, torch_ax: 0}
+        for n, gradient in enumerate(gradients[:steps], start=1):
+            hyper = {lambd: 0, wd: 0, t0: start}
+            env = symbolic_step(torch_spec, env, lambda _, g=gradient: g, hyper)
+            residuals.append(sympy.expand(env[p] - iterates[n]))
+            if n >= 2:
+                kept = (n + 1) * averages[n] - sum(iterates[:dropped])
+                residuals.append(sympy.simplify(kept - (n + 1 - dropped) * env[torch_ax]))
+
+    (power,) = _symbols(torch_spec, "alpha")
+    eta_pos = sympy.Symbol("eta", positive=True)
+    rate_rule = dict(torch_spec.updates)[rate]
+    for n in range(1, 5):
+        coupled = rate_rule.xreplace({lambd: 1 / eta, t: n}).xreplace({eta: eta_pos})
+        residuals.append(sympy.simplify(coupled - eta_pos * (n + 1) ** (-power)))
+    shrink = sympy.simplify((1 - lambd * rate).xreplace({rate: eta, lambd: 1 / eta}))
+    residual = sympy.ImmutableMatrix(residuals)
+    return ProofResult(
+        "asgd_polyak_juditsky",
+        f"ASGD: P–J's ax_T = mean(x_0..x_(T−1)); torch (λ = 0) takes the same iterates, its ax_T "
+        f"= mean(x_2..x_T) (t0 = 0), mean(x_1..x_T) (t0 = −1), T ≤ {steps}; λ = 1/lr gives "
+        "γ_t = lr·t^(−α) and a first-step shrink 1 − λ·lr = 0",
+        residual,
+        _is_zero(residual) and shrink == 0,
+        {"shrink 1 - lambd*eta_1 at lambd = 1/lr": shrink},
+    )
+
+
 ALL_PROOFS: list[Callable[[], ProofResult]] = [
     nesterov_rewrite,
     nesterov_lr_schedule,
@@ -397,4 +725,8 @@ ALL_PROOFS: list[Callable[[], ProofResult]] = [
     nadam_mu_product,
     adamax_eps_placement,
     asgd_averaging,
+    nadam_dozat_vs_torch,
+    radam_threshold_band,
+    rprop_backtracking,
+    asgd_polyak_juditsky,
 ]
