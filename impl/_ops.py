@@ -115,7 +115,7 @@ class ForLoopOps:
         return [x.addcmul(y, z, value=value) for x, y, z in zip(xs, ys, zs)]
 
     @staticmethod
-    def addcmul_(xs, ys, zs, *, value: ScalarOrPerTensor = 1) -> None:
+    def addcmul_(xs, ys, zs, *, value: ScalarOrPerTensor = 1, positional=False) -> None:
         for x, y, z, v in zip(xs, ys, zs, _per_tensor(value, len(xs))):
             x.addcmul_(y, z, value=v)
 
@@ -303,8 +303,14 @@ class ForeachOps:
         return list(torch._foreach_addcmul(xs, ys, zs, **_scalar_or_list(value)))
 
     @staticmethod
-    def addcmul_(xs, ys, zs, *, value: ScalarOrPerTensor = 1) -> None:
-        torch._foreach_addcmul_(xs, ys, zs, **_scalar_or_list(value))
+    def addcmul_(xs, ys, zs, *, value: ScalarOrPerTensor = 1, positional=False) -> None:
+        """``positional``: pass ``value`` as torch's NAdam and RAdam foreach paths do, where a
+        0-d tensor (from tensor betas) binds to the packed ``scalars`` overload and is refused
+        (``RuntimeError: Expected packed scalar Tensor to be of dimension 1``)."""
+        if positional and not isinstance(value, list):
+            torch._foreach_addcmul_(xs, ys, zs, value)
+        else:
+            torch._foreach_addcmul_(xs, ys, zs, **_scalar_or_list(value))
 
     @staticmethod
     def addcdiv_(xs, ys, zs, *, value: ScalarOrPerTensor = 1) -> None:

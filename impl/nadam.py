@@ -57,7 +57,7 @@ def nadam_update(
 
     ops.lerp_(exp_avgs, grads, 1 - beta1)
     ops.mul_(exp_avg_sqs, beta2)
-    ops.addcmul_(exp_avg_sqs, grads, grads, value=1 - beta2)
+    ops.addcmul_(exp_avg_sqs, grads, grads, value=1 - beta2, positional=True)
     if ops.running_product_last:
         ops.mul_(mu_products, mus)
     denoms = ops.sqrt_of_ratio(exp_avg_sqs, [1 - beta2**s for s in t])

@@ -47,7 +47,7 @@ def radam_update(
 
     ops.lerp_(exp_avgs, grads, 1 - beta1)
     ops.mul_(exp_avg_sqs, beta2)
-    ops.addcmul_(exp_avg_sqs, grads, grads, value=1 - beta2)
+    ops.addcmul_(exp_avg_sqs, grads, grads, value=1 - beta2, positional=True)
 
     t = step_counts(steps)
     denoms = ops.sqrt(exp_avg_sqs)
