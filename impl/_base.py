@@ -165,26 +165,31 @@ class VerifiedOptimizer(Optimizer):
             else:
                 runs = [(FOR_LOOP, [i]) for i in idx]
             for ops, run in runs:
-                self._run(
-                    ops,
-                    group,
-                    [params[i] for i in run],
-                    [grads[i] for i in run],
-                    {key: [values[i] for i in run] for key, values in state.items()},
-                )
+                run_state = {key: [values[i] for i in run] for key, values in state.items()}
+                self._run(ops, group, [params[i] for i in run], [grads[i] for i in run], run_state)
+                for key, values in run_state.items():
+                    for i, value in zip(run, values):
+                        state[key][i] = value
+        # Entries the update created (SGD's first momentum buffers) become the parameters' state
+        # once the whole group has stepped: torch stores them after its functional call, so a
+        # step that raises half-way keeps none of them (its params already moved).
+        for key, values in state.items():
+            for p, value in zip(params, values):
+                if value is not None and key not in self.state[p]:
+                    self.state[p][key] = value
 
     def _run(self, ops: Ops, group: dict, params, grads, state: dict[str, list]) -> None:
-        owners = params
+        """One update; entries it creates are written into ``state``'s lists."""
+        given = state
         if self.complex_as_real and ops.views_complex_up_front:
             params = [_as_real(p) for p in params]
             grads = [_as_real(g) for g in grads]
             state = {key: [_as_real(t) for t in values] for key, values in state.items()}
         self._update(ops, group, params, grads, state)
-        # Entries an update creates (SGD's first momentum buffer) become the parameter's state.
         for key, values in state.items():
-            for p, value in zip(owners, values):
-                if value is not None and key not in self.state[p]:
-                    self.state[p][key] = value
+            for j, value in enumerate(values):
+                if given[key][j] is None:
+                    given[key][j] = value
 
 
 def _reject_unsupported_flags(name: str, group: dict) -> None:
