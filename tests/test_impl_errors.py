@@ -218,3 +218,38 @@ def test_tensor_lr_with_foreach_from_a_param_group_raises_at_step_like_torch(nam
             opt.step()
         outcomes.append(str(raised.value))
     assert outcomes[0] == outcomes[1]
+
+
+@pytest.mark.parametrize("foreach", [False, True], ids=["for-loop", "foreach"])
+def test_a_step_refused_half_way_keeps_no_new_momentum_buffer(foreach):
+    """torch stores SGD's new momentum buffers after its functional call: when the float16
+    kernel refuses dampening=1e300 at the second param (a carried buffer), the first param has
+    moved but keeps no buffer. impl ends in the same place."""
+    ends = []
+    for module in (torch.optim, impl):
+        fresh, carried = torch.zeros(2, dtype=torch.float16), torch.zeros(2, dtype=torch.float16)
+        opt = module.SGD([fresh, carried], lr=1.0, momentum=0.5, dampening=1e300, foreach=foreach)
+        opt.state[carried]["momentum_buffer"] = torch.ones(2, dtype=torch.float16)
+        fresh.grad, carried.grad = (
+            torch.ones(2, dtype=torch.float16),
+            torch.ones(2, dtype=torch.float16),
+        )
+        with pytest.raises(RuntimeError, match="without overflow"):
+            opt.step()
+        ends.append((fresh.tolist(), carried.tolist(), "momentum_buffer" in opt.state[fresh]))
+    assert ends[1] == ends[0]
+
+
+@pytest.mark.parametrize("name", ["NAdam", "RAdam"])
+def test_tensor_betas_on_the_foreach_path_raise_torchs_error(name):
+    """torch's NAdam and RAdam foreach paths pass 1 - beta2 positionally to _foreach_addcmul_,
+    where a 0-d tensor binds to the packed ``scalars`` overload and is refused."""
+    errors = []
+    for module in (torch.optim, impl):
+        p = torch.ones(3)
+        p.grad = torch.ones(3)
+        opt = getattr(module, name)([p], betas=torch.tensor([0.1, 0.2]), foreach=True)
+        with pytest.raises(Exception) as info:
+            opt.step()
+        errors.append((type(info.value), str(info.value)))
+    assert errors[1] == errors[0]
