@@ -7,6 +7,7 @@ algebraically equal rearrangement; ``specs.proofs`` proves the rearrangements eq
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 
 import numpy as np
@@ -487,36 +488,53 @@ def sparse_adam() -> Spec:
 
 def for_group(optimizer_name: str, group: Mapping) -> tuple[Spec, dict[str, float]]:
     """The spec and float hyperparameters for one torch param_group of ``optimizer_name``."""
-    maximize = bool(group.get("maximize", False))
-    if optimizer_name == "SGD":
-        spec = sgd(
-            momentum=group.get("momentum", 0) != 0,
-            nesterov=bool(group.get("nesterov", False)),
-            maximize=maximize,
-        )
-    elif optimizer_name in ("Adam", "AdamW"):
-        decoupled = optimizer_name == "AdamW" or bool(group.get("decoupled_weight_decay", False))
-        factory = adamw if decoupled else adam
-        spec = factory(amsgrad=bool(group.get("amsgrad", False)), maximize=maximize)
-    elif optimizer_name == "Adagrad":
-        spec = adagrad(maximize=maximize)
-    elif optimizer_name == "RMSprop":
-        spec = rmsprop(
-            centered=bool(group.get("centered", False)),
-            momentum=group.get("momentum", 0) > 0,
-            maximize=maximize,
-        )
-    elif optimizer_name in _BY_FLAGS:
-        factory, flags = _BY_FLAGS[optimizer_name]
-        spec = factory(maximize=maximize, **{f: bool(group.get(f, False)) for f in flags})
-    else:
-        raise KeyError(f"no spec for optimizer {optimizer_name!r}")
+    spec = _spec(optimizer_name, _structure(optimizer_name, group))
     values = dict(group)
     for pair, names in _PAIRS.items():
         if pair in values:
             values[names[0]], values[names[1]] = values[pair]
     hyper = {h.name: float(values.get(h.name, h.default)) for h in spec.hypers}
     return spec, hyper
+
+
+def _structure(optimizer_name: str, group: Mapping) -> tuple:
+    """The flags that choose a spec's equations (not its hyperparameter values)."""
+    flags = {"maximize": bool(group.get("maximize", False))}
+    if optimizer_name == "SGD":
+        flags.update(
+            momentum=group.get("momentum", 0) != 0, nesterov=bool(group.get("nesterov", False))
+        )
+    elif optimizer_name in ("Adam", "AdamW"):
+        flags.update(
+            decoupled=optimizer_name == "AdamW" or bool(group.get("decoupled_weight_decay", False)),
+            amsgrad=bool(group.get("amsgrad", False)),
+        )
+    elif optimizer_name == "RMSprop":
+        flags.update(
+            centered=bool(group.get("centered", False)), momentum=group.get("momentum", 0) > 0
+        )
+    elif optimizer_name in _BY_FLAGS:
+        flags.update({f: bool(group.get(f, False)) for f in _BY_FLAGS[optimizer_name][1]})
+    elif optimizer_name != "Adagrad":
+        raise KeyError(f"no spec for optimizer {optimizer_name!r}")
+    return tuple(sorted(flags.items()))
+
+
+@functools.cache
+def _spec(optimizer_name: str, structure: tuple) -> Spec:
+    """One Spec per structure, so that its oracles are compiled once (``lambdify`` on every
+    param group of every step was most of the spec checks' run time)."""
+    flags = dict(structure)
+    if optimizer_name == "SGD":
+        return sgd(**flags)
+    if optimizer_name in ("Adam", "AdamW"):
+        factory = adamw if flags.pop("decoupled") else adam
+        return factory(**flags)
+    if optimizer_name == "Adagrad":
+        return adagrad(**flags)
+    if optimizer_name == "RMSprop":
+        return rmsprop(**flags)
+    return _BY_FLAGS[optimizer_name][0](**flags)
 
 
 # The structural flags of the newer classes map one to one onto their factories' keywords.
