@@ -14,7 +14,8 @@ Two kinds of case, each a valid ``strategies.cases`` draw with one thing broken:
   count. Tensors are kept in the case as their source text (``TENSORS``), so the case stays
   plain data and its ``repr`` replays it; ``materialize`` turns them into fresh tensors where the
   optimizer is built.
-- **non-finite gradients**: NaN, +Inf or -Inf written into drawn elements of drawn gradients.
+- **non-finite gradients**: NaN, +Inf or -Inf written into drawn elements of drawn gradients
+  (a sparse gradient's stored values).
 
 Not drawn: a gradient whose shape, dtype or device differs from its param. torch's ``p.grad``
 setter refuses those itself (``RuntimeError: assigned grad has data of a different size`` /
@@ -26,6 +27,7 @@ Everything is drawn by Hypothesis; nothing uses torch's RNG.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -33,7 +35,7 @@ import torch
 from hypothesis import strategies as st
 
 from conformance import strategies
-from conformance.case import Case
+from conformance.case import Case, Sparse
 
 # tensor-valued hyperparameters, as the source text a case holds and the tensor it stands for
 TENSORS = {
@@ -200,19 +202,30 @@ def nonfinite_grads(draw, entry, dtype_name: str, device: str, steps=(1, 3)) -> 
         (t, i)
         for t, gs in enumerate(case.grads)
         for i, g in enumerate(gs)
-        if g is not None and np.asarray(g).size
+        if g is not None and _values(g).size
     ]
     if not where:  # every gradient None or empty: nothing to poison, a valid case as it is
         return case.replace(torch_foreach=case.foreach), {}
-    grads = [[None if g is None else np.array(g, copy=True) for g in gs] for gs in case.grads]
+    grads = [[_copy(g) for g in gs] for gs in case.grads]
     for t, i in draw(
         st.lists(st.sampled_from(where), min_size=1, max_size=3, unique=True), label="poisoned"
     ):
-        flat = grads[t][i].reshape(-1)  # a view: writes land in grads[t][i]
+        flat = _values(grads[t][i]).reshape(-1)  # a view: writes land in grads[t][i]
         n = draw(st.integers(1, min(3, flat.size)), label="count")
         for j in draw(st.lists(st.integers(0, flat.size - 1), min_size=n, max_size=n)):
             flat[j] = draw(st.sampled_from(NON_FINITE), label="value")
     return case.replace(grads=grads, torch_foreach=case.foreach), {}
+
+
+def _values(g) -> np.ndarray:
+    """A gradient's stored values (a sparse one's, not its zeros)."""
+    return g.values if isinstance(g, Sparse) else np.asarray(g)
+
+
+def _copy(g):
+    if isinstance(g, Sparse):
+        return dataclasses.replace(g, values=np.array(g.values, copy=True))
+    return None if g is None else np.array(g, copy=True)
 
 
 def bad_cases(entry, dtype_name: str, device: str, wrong_types=True) -> st.SearchStrategy[tuple]:

@@ -646,3 +646,50 @@ def radam_underflow(group, before, exact, dtype):
 
 def adamw_underflow(group, before, exact, dtype):
     return adam_underflow(group, before, exact, dtype, decoupled=True)
+
+
+# -- SparseAdam: rounding counts and the absolute terms of its sub-then-add moments ---------------
+def _sparse_adam_counts(group) -> tuple[int, int]:
+    """Roundings of the moment updates ``U = round(round(g - m)*c1)`` (the difference, and for
+    0 < beta1 the cast of c1 = 1 - beta1 and the product) and ``V = round(round(round(g*g) -
+    v)*c2)`` (likewise, without the square's own rounding, which is counted apart)."""
+    return tuple(3 if 0 < beta < 1 else 1 for beta in group["betas"])
+
+
+def sparse_adam(group, before, dtype) -> dict:
+    """torch's SparseAdam on a named element (``impl.sparse_adam``): ``m' = round(m + U)`` and
+    ``v' = round(v + V)``, the difference-then-add form (not a lerp or fma). On the domain (one
+    sign; beta in {0} U [0.5, 1)) ``|c1*(g - m)| <= S`` (c1*g <= m', c1*m <= m) and
+    ``c2*g**2 <= v'``: ``m'`` carries k_U, ``v'`` k_V and the square's 1, plus their own
+    rounding. The param: ``q = round(s*round(m'/den))`` with ``den = round(sqrt(v')) + eps``
+    (the root 3, eps's cast and the add: 5 relative to den), ``s = lr*sqrt(1 - b2**t)/(1 -
+    b1**t)`` in double and cast (5.5), the quotient and the product: 12.5, plus ``_pow_term``.
+    The errors of m' and v' enter q as absolute terms (``sparse_adam_absolute``): with beta1 = 0,
+    m' = m + (g - m) loses u*|m| of a g that may be far smaller than m."""
+    k_u, k_v = _sparse_adam_counts(group)
+    return {
+        "exp_avg": _state(k_u + 1, dtype),
+        "exp_avg_sq": _state(k_v + 2, dtype),
+        "param": _param(12.5, dtype) + _pow_term(group, _step(before), dtype),
+    }
+
+
+def sparse_adam_absolute(group, before, exact, dtype):
+    """Per element: the absolute errors of m' and v' (their roundings, as in ``sparse_adam``,
+    and each intermediate's possible underflow h) carried into ``q = s*m'/den`` by
+    ``_quotient_terms``; the moments' own intermediate underflows."""
+    h, u = _h(dtype), _u(dtype)
+    beta1, beta2 = group["betas"]
+    k_u, k_v = _sparse_adam_counts(group)
+    g, t = np.abs(before["grad"]), exact["step"]
+    m, v = (np.abs(before.get(key, 0.0)) for key in ("exp_avg", "exp_avg_sq"))
+    m1, v1 = np.abs(exact["exp_avg"]), np.abs(exact["exp_avg_sq"])
+    dm = _gamma(k_u, dtype) * u * (1 - beta1) * np.abs(g - m) + 2 * h
+    dv = (1 - beta2) * (u * g * g + _gamma(k_v, dtype) * u * np.abs(g * g - v)) + 3 * h
+    step_size = float(group["lr"]) * math.sqrt(1 - beta2**t) / (1 - beta1**t)
+    eps = group["eps"]
+    den = np.sqrt(v1) + eps
+    den_err = _sqrt_shift(v1, dv + u * v1 + h) + 2 * h
+    q = step_size * m1 / den
+    param = _quotient_terms(q, step_size * (dm + u * m1 + h) + h, den, den_err, eps, h)
+    return {"param": param + h, "exp_avg": dm, "exp_avg_sq": dv}

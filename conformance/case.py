@@ -51,8 +51,10 @@ class P:
 def to_tensor(values: np.ndarray, dtype: torch.dtype, device: str, layout="contiguous") -> Tensor:
     # a copy: from_numpy shares memory, and optimizers update in place
     t = torch.from_numpy(np.array(values, dtype=np.float64, copy=True))
-    if dtype.is_complex and t.numel() == 0:  # view_as_complex rejects empty tensors' strides
-        t = torch.empty(t.shape[:-1], dtype=dtype)
+    if t.numel() == 0:
+        # allocated by torch: numpy's empty arrays have all-zero strides (view_as_complex rejects
+        # them) and torch 2.13 segfaults adding a sparse tensor into one (README, findings)
+        t = torch.empty(t.shape[:-1] if dtype.is_complex else t.shape, dtype=dtype)
     elif dtype.is_complex:
         t = torch.view_as_complex(t.to(real_dtype(dtype)).contiguous())
     t = t.to(device=device, dtype=dtype)
@@ -66,11 +68,54 @@ def to_tensor(values: np.ndarray, dtype: torch.dtype, device: str, layout="conti
 
 
 def to_numpy(t: Tensor) -> np.ndarray:
-    """float64 numpy copy; complex tensors as their ``view_as_real`` pairs."""
+    """float64 numpy copy; complex tensors as their ``view_as_real`` pairs; a sparse tensor
+    densified as its coalesced form (repeated indices summed in its dtype, as the optimizers
+    that coalesce sum them)."""
     t = t.detach()
+    if t.is_sparse:
+        t = t.coalesce().to_dense()
     if t.is_complex():
         t = torch.view_as_real(t)
     return t.cpu().double().numpy().copy()
+
+
+@dataclass(frozen=True)
+class Sparse:
+    """A sparse COO gradient of a param of shape ``values.shape[1:]`` extended on the left:
+    ``indices`` (sparse dims x nnz) name the entries, ``values`` (nnz, *dense dims) hold them.
+    Indices may repeat (an uncoalesced gradient, as ``nn.Embedding(sparse=True)`` makes for a
+    repeated token); ``coalesced``: the tensor is built and then ``coalesce()``d."""
+
+    indices: np.ndarray
+    values: np.ndarray
+    coalesced: bool = False
+
+    def __neg__(self) -> Sparse:
+        return replace(self, values=-self.values)
+
+    def __repr__(self) -> str:
+        return (
+            f"Sparse(np.array({self.indices.tolist()!r}, dtype=np.int64).reshape"
+            f"({self.indices.shape!r}), {_literal(self.values)}, {self.coalesced!r})"
+        )
+
+    def touched(self, shape: tuple) -> np.ndarray:
+        """Boolean mask of the param's elements the gradient names."""
+        mask = np.zeros(shape, dtype=bool)
+        rows = tuple(self.indices)
+        if self.indices.shape[1]:
+            mask[rows] = True
+        return mask
+
+
+def to_sparse(g: Sparse, shape: tuple, dtype: torch.dtype, device: str) -> Tensor:
+    # storage torch owns, as autograd's gradients have: from_numpy's is not resizable, and
+    # torch's foreach Nesterov adds into p.grad in place, which resizes a sparse one
+    values = to_tensor(g.values, dtype, device).clone()
+    indices = torch.tensor(g.indices.tolist(), dtype=torch.int64, device=device)
+    indices = indices.reshape(g.indices.shape)
+    t = torch.sparse_coo_tensor(indices, values, shape, check_invariants=True)
+    return t.coalesce() if g.coalesced else t
 
 
 @dataclass(frozen=True)
@@ -80,7 +125,8 @@ class Case:
     - ``groups``: hyperparameters per param group, with ``"params"`` as indices into ``params``;
     - ``state``: starting state per param index in torch's state_dict layout (``step`` a float);
       a param without an entry starts fresh;
-    - ``grads[t][i]``: the gradient of param ``i`` at step ``t`` (``None``: no gradient);
+    - ``grads[t][i]``: the gradient of param ``i`` at step ``t`` (``None``: no gradient; a
+      ``Sparse``: a sparse COO gradient);
     - ``foreach``/``torch_foreach``: the path for impl and for torch.optim;
     - ``tensor_lr``: pass each group's lr as a float32 0-d tensor, as torch allows.
     """
@@ -97,10 +143,12 @@ class Case:
 
     def __repr__(self) -> str:
         def arr(a):
+            if isinstance(a, Sparse):
+                return repr(a)
             return "None" if a is None else _literal(np.asarray(a))
 
         state = {
-            i: {k: (v if isinstance(v, float) else arr(v)) for k, v in s.items()}
+            i: {k: (v if isinstance(v, float | int) else arr(v)) for k, v in s.items()}
             for i, s in self.state.items()
         }
         state_src = (
@@ -137,10 +185,17 @@ class Case:
         return [to_tensor(p.values, self.torch_dtype, self.device, p.layout) for p in self.params]
 
     def make_grads(self, t: int) -> list[Tensor | None]:
-        return [
-            None if g is None else to_tensor(g, self.torch_dtype, self.device)
-            for g in self.grads[t]
-        ]
+        return [self.make_grad(g, i) for i, g in enumerate(self.grads[t])]
+
+    def make_grad(self, g, i: int) -> Tensor | None:
+        if isinstance(g, Sparse):
+            return to_sparse(g, self.shape(i), self.torch_dtype, self.device)
+        return None if g is None else to_tensor(g, self.torch_dtype, self.device)
+
+    def shape(self, i: int) -> tuple:
+        """Param ``i``'s logical shape (complex: without the trailing pair axis)."""
+        values = self.params[i].values
+        return values.shape[:-1] if self.torch_dtype.is_complex else values.shape
 
     def param_groups(self, params: list[Tensor]) -> list[dict]:
         groups = []
@@ -176,7 +231,9 @@ class Case:
         sd["state"] = {
             i: {
                 k: (
-                    torch.tensor(v, dtype=torch.float32)  # step and the 0-d scalar states
+                    v  # SparseAdam's step, a Python int
+                    if isinstance(v, int)
+                    else torch.tensor(v, dtype=torch.float32)  # step and the 0-d scalar states
                     if isinstance(v, float)
                     else to_tensor(v, dtype, self.device)
                 )

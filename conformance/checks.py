@@ -14,7 +14,7 @@ import copy
 import functools
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -23,7 +23,7 @@ from hypothesis.errors import HypothesisException
 from torch import Tensor
 
 from conformance import repro
-from conformance.case import Case, P, real_dtype, to_numpy, to_tensor
+from conformance.case import Case, P, Sparse, real_dtype, to_numpy, to_tensor
 from conformance.ulp import max_or_zero, scaled_ulp_error, spacing, ulp_distance
 
 
@@ -95,7 +95,7 @@ def snippet(ctx: Context) -> str:
     return (
         "    import numpy as np\n"
         "    from conformance import checks, registry\n"
-        "    from conformance.case import Case, P\n"
+        "    from conformance.case import Case, P, Sparse\n"
         "    from conformance.subject import Subject, load_class\n"
         f"    case = {ctx.case!r}\n".replace("\n     ", "\n         ")
         + f"    SUBJECT = Subject(load_class({repro.import_path(s.cls)!r}), "
@@ -111,10 +111,20 @@ def _element(t: Tensor, flat_index: int):
 
 
 def assert_ulp(ctx: Context, what: str, actual: Tensor, expected: Tensor, bound: float) -> float:
-    """ULP distance between two tensors of the same dtype, shape and device; raise above bound."""
-    for attr in ("dtype", "shape", "device"):
+    """ULP distance between two tensors of the same dtype, shape, device and layout; raise above
+    bound. Sparse tensors (SGD's momentum buffer after a sparse gradient) compare as stored: the
+    same indices in the same order, coalesced or not alike, values within the bound."""
+    for attr in ("dtype", "shape", "device", "layout"):
         if getattr(actual, attr) != getattr(expected, attr):
             ctx.fail(what, f"{attr} {getattr(actual, attr)} != expected {getattr(expected, attr)}")
+    if expected.is_sparse:
+        if actual.is_coalesced() != expected.is_coalesced():
+            ctx.fail(what, f"is_coalesced() {actual.is_coalesced()} != {expected.is_coalesced()}")
+        if not torch.equal(actual._indices(), expected._indices()):
+            ctx.fail(
+                what, f"indices {actual._indices().tolist()} != {expected._indices().tolist()}"
+            )
+        return assert_ulp(ctx, f"{what} (values)", actual._values(), expected._values(), bound)
     dist = ulp_distance(actual, expected)
     worst = max_or_zero(dist)
     if worst > bound:
@@ -327,74 +337,102 @@ def _spec_state(state: dict) -> dict:
     return {k: (float(v) if k == "step" else to_numpy(v)) for k, v in state.items()}
 
 
+def _untouched(case: Case, t: int, i: int):
+    """Mask of param ``i``'s elements its step-``t`` sparse gradient does not name (None: dense)."""
+    g = case.grads[t][i]
+    return ~g.touched(case.shape(i)) if isinstance(g, Sparse) else None
+
+
+def assert_untouched_kept(ctx, what: str, actual, before, exact, untouched) -> None:
+    """Where a sparse gradient names no element and the exact step keeps its value (Adagrad's
+    untouched rows, SGD's without momentum; ``exact=None``: every element not named, as
+    SparseAdam promises), the subject keeps it bit for bit: a ULP bound there would let a
+    kernel that rewrites every row pass."""
+    if untouched is None:
+        return
+    actual = np.asarray(actual, np.float64)
+    before = np.broadcast_to(np.asarray(before, np.float64), actual.shape)
+    kept = untouched if exact is None else untouched & (np.asarray(exact) == before)
+    same = (actual == before) & (np.signbit(actual) == np.signbit(before))
+    moved = kept & ~(same | np.isnan(actual) & np.isnan(before))
+    if moved.any():
+        idx = tuple(int(k) for k in np.argwhere(moved)[0])
+        ctx.fail(
+            what,
+            f"element {idx}, which the sparse gradient does not name, changed "
+            f"{before[idx]!r} -> {np.asarray(actual)[idx]!r}",
+        )
+
+
 @explained
 def matches_spec(subject, case: Case) -> float:
     """One step from the case's starting state vs the spec's exact value, correctly rounded into
     the dtype, within ``entry.spec_bound`` (ULPs at scale) plus ``entry.spec_underflow``. Params
-    without a gradient must not move and their state must not change."""
-    import specs
-
+    without a gradient must not move and their state must not change. A sparse gradient is
+    judged as its dense form (``case.Sparse``: unique indices here, so that form is exact), and
+    elements it does not name that the exact step keeps must be kept bit for bit."""
     entry = subject.entry
     ctx = Context("spec", subject, case, f"spec {entry.torch_name} (exact, correctly rounded)")
-    dtype = real_dtype(case.torch_dtype)
-    params = case.make_params()
-    opt = subject.build(case, params, foreach=case.foreach)
     ctx.runs = (repro.run_of(subject, case.foreach, case),)
-    before = [to_numpy(p) for p in params]
-    state_before = [_spec_state(opt.state[p]) if p in opt.state else {} for p in params]
-    grads = case.make_grads(0)
-    # Read before stepping: an optimizer that writes into p.grad (torch's foreach Nesterov does)
-    # must be judged on the gradient it was given; grad_untouched reports the write itself.
-    given = [None if g is None else to_numpy(g) for g in grads]
-    set_grads(params, grads)
-    opt.step()
+    dtype = real_dtype(case.torch_dtype)
     worst = 0.0
-    for group in opt.param_groups:
-        spec, hyper = specs.for_group(entry.torch_name, group)
-        for p in group["params"]:
-            i = next(j for j, q in enumerate(params) if q is p)
-            after = _spec_state(opt.state[p]) if p in opt.state else {}
-            if grads[i] is None:
-                unchanged = np.array_equal(to_numpy(p), before[i], equal_nan=True)
-                if not unchanged or after.keys() != state_before[i].keys():
-                    ctx.fail(f"param {i} (grad None)", "moved or its state changed")
-                continue
-            exact = spec.step_exact(before[i], given[i], state_before[i], hyper, dtype)
-            inputs = {"param": before[i], "grad": given[i], **state_before[i]}
-            bounds = entry.spec_bound(group, inputs, dtype)
-            underflow = entry.spec_underflow(group, inputs, exact, dtype)
-            w = assert_scaled(
-                ctx,
-                f"param {i}",
-                to_numpy(p),
-                exact["param"],
-                before[i],
-                dtype,
-                bounds["param"],
-                underflow.get("param", 0.0),
+    for _, i, group, spec_hyper, inputs, actual in _steps_with_inputs(
+        subject, case.replace(grads=case.grads[:1])
+    ):
+        if inputs["grad"] is None:
+            unchanged = np.array_equal(actual["param"], inputs["param"], equal_nan=True)
+            if not unchanged or actual.keys() - {"param"} != inputs.keys() - {"param", "grad"}:
+                ctx.fail(f"param {i} (grad None)", "moved or its state changed")
+            continue
+        untouched = _untouched(case, 0, i)
+        w = _judge_step(
+            ctx, subject, group, spec_hyper, dtype, f"param {i}", inputs, actual, untouched
+        )
+        worst = max(worst, w)
+    return worst
+
+
+def _judge_step(ctx, subject, group, spec_hyper, dtype, where, inputs, actual, untouched) -> float:
+    """One param's step vs ``spec.step_exact`` from ``inputs`` ("param", "grad" and the starting
+    state): every output within ``entry.spec_bound`` + ``spec_underflow`` of the exact value
+    correctly rounded, ``step`` exactly. ``untouched``: the elements a sparse gradient does not
+    name (``assert_untouched_kept``); an optimizer that takes only sparse gradients (SparseAdam)
+    is judged on the named elements only, its spec being the rule for those."""
+    entry, (spec, hyper) = subject.entry, spec_hyper
+    state_before = {k: v for k, v in inputs.items() if k not in ("param", "grad")}
+    exact = spec.step_exact(inputs["param"], inputs["grad"], state_before, hyper, dtype)
+    bounds = entry.spec_bound(group, inputs, dtype)
+    underflow = entry.spec_underflow(group, inputs, exact, dtype)
+    rows_only = untouched is not None and entry.sparse_grads == "always"
+    worst = 0.0
+    for key, value in exact.items():
+        if key not in actual:
+            ctx.fail(f"{where} state", f"missing {key!r} (has {sorted(actual)})")
+        if key == "step":
+            if actual["step"] != value:
+                ctx.fail(f"{where} state 'step'", f"{actual['step']} != {value}")
+            continue
+        what = where if key == "param" else f"{where} state {key!r}"
+        ref = inputs[key] if key == "param" else state_before.get(key, 0.0)
+        assert_untouched_kept(ctx, what, actual[key], ref, None if rows_only else value, untouched)
+        got, absolute = actual[key], underflow.get(key, 0.0)
+        if rows_only:  # the named elements, as a flat array
+            named = ~untouched
+            got, value, ref, absolute = (
+                np.broadcast_to(np.asarray(x, np.float64), named.shape)[named]
+                for x in (got, value, ref, absolute)
             )
-            worst = max(worst, w)
-            for key, value in exact.items():
-                if key == "param":
-                    continue
-                if key not in after:
-                    ctx.fail(f"param {i} state", f"missing {key!r} (has {sorted(after)})")
-                if key == "step":
-                    if after["step"] != value:
-                        ctx.fail(f"param {i} state 'step'", f"{after['step']} != {value}")
-                    continue
-                ref = state_before[i].get(key, 0.0)
-                w = assert_scaled(
-                    ctx,
-                    f"param {i} state {key!r}",
-                    after[key],
-                    value,
-                    ref,
-                    spec.output_dtype(key, dtype),
-                    bounds[key],
-                    underflow.get(key, 0.0),
-                )
-                worst = max(worst, w)
+        w = assert_scaled(
+            ctx,
+            what,
+            got,
+            value,
+            ref,
+            spec.output_dtype(key, dtype),
+            bounds[key],
+            absolute,
+        )
+        worst = max(worst, w)
     return worst
 
 
@@ -406,48 +444,73 @@ def trajectory_matches_spec(subject, case: Case) -> float:
     ``spec_underflow``). No error accumulates in the reference, so the bound is the one-step
     theorem along a whole trajectory (issue 13: the old float64-oracle drift bound of 1024 ULPs
     was never derived and failed at 1.2e3)."""
-    import specs
-
     entry = subject.entry
     ctx = Context("spec_trajectory", subject, case, f"spec {entry.torch_name} (exact, per step)")
     ctx.runs = (repro.run_of(subject, case.foreach, case),)
-    dtype = real_dtype(case.torch_dtype)
+    worst = 0.0
+    for t, i, group, spec_hyper, inputs, actual in _steps_with_inputs(subject, case):
+        if inputs["grad"] is None:
+            continue
+        where = f"step {t + 1}, param {i}"
+        untouched = _untouched(case, t, i)
+        dtype = real_dtype(case.torch_dtype)
+        w = _judge_step(ctx, subject, group, spec_hyper, dtype, where, inputs, actual, untouched)
+        worst = max(worst, w)
+    return worst
+
+
+def _steps_with_inputs(subject, case: Case):
+    """Run the subject on the case and yield, after every step and for every param,
+    ``(t, i, group, (spec, hyper), inputs, actual)``: the step's inputs ("param", "grad" (None:
+    no gradient) and the starting state, as float64 arrays) and its outputs."""
+    import specs
+
     params = case.make_params()
     opt = subject.build(case, params, foreach=case.foreach)
-    worst = 0.0
     for t in range(case.steps):
         before = [to_numpy(p) for p in params]
         state_before = [_spec_state(opt.state[p]) if p in opt.state else {} for p in params]
         grads = case.make_grads(t)
+        # read before stepping: a subject that writes into p.grad is judged on what it was given
         given = [None if g is None else to_numpy(g) for g in grads]
         set_grads(params, grads)
         opt.step()
         for group in opt.param_groups:
-            spec, hyper = specs.for_group(entry.torch_name, group)
+            spec_hyper = specs.for_group(subject.entry.torch_name, group)
             for p in group["params"]:
                 i = next(j for j, q in enumerate(params) if q is p)
-                if grads[i] is None:
-                    continue
-                exact = spec.step_exact(before[i], given[i], state_before[i], hyper, dtype)
                 inputs = {"param": before[i], "grad": given[i], **state_before[i]}
-                bounds = entry.spec_bound(group, inputs, dtype)
-                underflow = entry.spec_underflow(group, inputs, exact, dtype)
                 actual = {"param": to_numpy(p), **_spec_state(opt.state.get(p, {}))}
-                for key, value in exact.items():
-                    if key == "step":
-                        continue
-                    ref = before[i] if key == "param" else state_before[i].get(key, 0.0)
-                    w = assert_scaled(
-                        ctx,
-                        f"step {t + 1}, param {i} {key}",
-                        actual[key],
-                        value,
-                        ref,
-                        spec.output_dtype(key, dtype),
-                        bounds[key],
-                        underflow.get(key, 0.0),
-                    )
-                    worst = max(worst, w)
+                yield t, i, group, spec_hyper, inputs, actual
+
+
+@explained
+def sparse_rows(subject, case: Case) -> float:
+    """SparseAdam on sparse gradients, repeated indices included, any values: (1) the same steps
+    on each gradient's coalesced form give bitwise the same params and state; (2) at every
+    step, each element its gradient does not name keeps its param and moments bit for bit. On
+    the named elements the spec checks judge it (``specs.sparse_adam``, which
+    ``specs.proofs`` proves is dense Adam with eps scaled by 1/sqrt(1 - beta2**t))."""
+    ctx = Context("sparse_rows", subject, case, "the same steps on coalesced gradients")
+    coalesced = case.replace(
+        grads=[
+            [replace(g, coalesced=True) if isinstance(g, Sparse) else g for g in gs]
+            for gs in case.grads
+        ]
+    )
+    worst = compare_runs(
+        ctx, case, (subject, case.foreach, case), (subject, case.foreach, coalesced)
+    )
+    ctx = Context("sparse_rows", subject, case, "the elements before step()")
+    ctx.runs = (repro.run_of(subject, case.foreach, case),)
+    for t, i, _, _, inputs, actual in _steps_with_inputs(subject, case):
+        untouched = None if inputs["grad"] is None else _untouched(case, t, i)
+        for key, value in actual.items():
+            if key != "step" and untouched is not None:
+                ref = inputs.get(key, 0.0)  # a fresh state starts at zeros
+                assert_untouched_kept(
+                    ctx, f"step {t + 1}, param {i} {key}", value, ref, None, untouched
+                )
     return worst
 
 
@@ -656,12 +719,15 @@ CANARY = -3.25  # exact in every dtype; any value works, only "unchanged" is che
 
 def carve(values: list, layouts: list[str], dtype: torch.dtype, device: str):
     """Tensors holding ``values`` as views into one shared buffer, with ``GUARD`` canary elements
-    around each and, for "strided" layouts, canaries in the holes between elements too."""
+    around each and, for "strided" layouts, canaries in the holes between elements too; the
+    buffer's second half is canaries."""
     blocks = [to_tensor(v, dtype, device) for v in values]
     sizes = [t.numel() * (2 if layout == "strided" else 1) for t, layout in zip(blocks, layouts)]
-    buffer = torch.full(
-        (GUARD + sum(n + GUARD for n in sizes),), CANARY, dtype=dtype, device=device
-    )
+    # as many canaries again after the last guard: a kernel that misplaces a view by its storage
+    # offset (torch 2.13's dense.add_(sparse) writes at twice it) lands on canaries, not on
+    # memory the process does not own
+    used = GUARD + sum(n + GUARD for n in sizes)
+    buffer = torch.full((2 * used,), CANARY, dtype=dtype, device=device)
     views, offset = [], GUARD
     for t, layout, n in zip(blocks, layouts, sizes):
         block = buffer[offset : offset + n]
@@ -712,13 +778,17 @@ def memory_safety(subject, case: Case) -> float:
     owned = owned_elements(buffer, params)
     opt = subject.build(case, params, foreach=case.foreach)
     for t in range(case.steps):
+        # dense gradients are carved like the params; a sparse one is its own COO tensor
         present = [i for i, g in enumerate(case.grads[t]) if g is not None]
+        dense = [i for i in present if not isinstance(case.grads[t][i], Sparse)]
         grad_buffer, grads = carve(
-            [case.grads[t][i] for i in present], [layouts[i] for i in present], dtype, case.device
+            [case.grads[t][i] for i in dense], [layouts[i] for i in dense], dtype, case.device
         )
         set_grads(params, [None] * len(params))
-        for i, g in zip(present, grads):
+        for i, g in zip(dense, grads):
             params[i].grad = g
+        for i in set(present) - set(dense):
+            params[i].grad = case.make_grad(case.grads[t][i], i)
         before, grads_before = buffer.clone(), grad_buffer.clone()
         opt.step()
         _unchanged_outside(ctx, f"step {t + 1}, params' storage", buffer, before, owned)
@@ -776,6 +846,8 @@ def _equal(a, b) -> bool:
 
 def _bits(t: Tensor) -> Tensor:
     t = t.detach()
+    if t.is_sparse:  # as stored: indices, then values
+        return torch.cat([_bits(t._indices()), _bits(t._values())])
     t = torch.view_as_real(t) if t.is_complex() else t
     if t.numel() == 0:
         return torch.empty(0, dtype=torch.uint8)
@@ -963,4 +1035,5 @@ CHECKS = {
     "nesterov_lookahead": nesterov_lookahead,
     "memory_safety": memory_safety,
     "errors": errors_like_reference,
+    "sparse_rows": sparse_rows,
 }

@@ -55,6 +55,7 @@ EXAMPLE_WEIGHTS = {
     "nesterov_lookahead": 1.0,
     "errors": 0.25,
     "memory_safety": 0.25,
+    "sparse_rows": 0.5,
 }
 
 

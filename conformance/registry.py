@@ -262,6 +262,20 @@ def asgd_state(group):
     }
 
 
+def sparse_adam_state(group):
+    return {"step": "int_step", "exp_avg": "any", "exp_avg_sq": "nonneg"}
+
+
+@st.composite
+def sparse_adam_hyper(draw, dtype, purpose):
+    return {
+        "lr": draw(_lr()),
+        "betas": (draw(_rate(purpose, 0.99, 0.9)), draw(_rate(purpose, 0.9999, 0.999))),
+        "eps": draw(_eps(dtype)),
+        "maximize": draw(_maximize(purpose)),
+    }
+
+
 def rprop_state(group):
     return {"step": "step", "prev": "any", "step_size": "nonneg"}
 
@@ -300,6 +314,11 @@ class Entry:
     divergences: tuple = ()  # documented, known differences (of torch, or of the spec dialect)
     # "check" or "check:dtype" -> why it does not run there; a skip row with the reason
     refused: dict = field(default_factory=dict)
+    # sparse COO gradients: "never" (torch raises; only dense drawn), "maybe" (drawn per param)
+    # or "always" (SparseAdam: dense ones raise). ``sparse_accepted(group, dtype)``: whether
+    # torch takes them there; elsewhere only the torch check (error parity) draws them
+    sparse_grads: str = "never"
+    sparse_accepted: Callable = lambda group, dtype: True
 
     @property
     def impl(self):
@@ -328,6 +347,13 @@ def adagrad_maximize_rounds_lr(group, dtype, foreach) -> bool:
         != float(torch.tensor(lr, dtype=torch.float64).float())
         or group.get("lr_decay", 0) != 0
     )
+
+
+def sgd_takes_sparse(group, dtype) -> bool:
+    """torch's SGD on sparse gradients: weight decay is add(sparse, dense), which raises; in
+    float16 a sparse momentum buffer's second step is a sparse + sparse add, which raises
+    NotImplementedError ("cadd_sparse" not implemented for 'Half')."""
+    return group["weight_decay"] == 0 and not (group["momentum"] and dtype == torch.float16)
 
 
 _TORCH_FOREACH_NESTEROV = (
@@ -363,6 +389,8 @@ REGISTRY: tuple[Entry, ...] = (
         spec_bound=bounds.sgd,
         spec_underflow=bounds.sgd_underflow,
         complex_ulp=8,
+        sparse_grads="maybe",
+        sparse_accepted=sgd_takes_sparse,
         divergences=(
             _TORCH_FOREACH_NESTEROV,
             _COMPLEX_ARITHMETIC.format("SGD", "p.add_(b, alpha=-lr) on complex tensors", 8),
@@ -377,6 +405,9 @@ REGISTRY: tuple[Entry, ...] = (
         spec_underflow=bounds.sgd_underflow,
         trajectory_ulp=64,
         complex_ulp=8,
+        # torch's grad.add(buf) is add(sparse, dense) once a dense buffer exists: it raises
+        sparse_grads="maybe",
+        sparse_accepted=lambda group, dtype: False,
         invariants=(
             "maximize",
             "state_dict_roundtrip",
@@ -397,6 +428,8 @@ REGISTRY: tuple[Entry, ...] = (
         spec_bound=bounds.adagrad,
         spec_underflow=bounds.adagrad_underflow,
         eager_state=True,
+        sparse_grads="maybe",
+        sparse_accepted=lambda group, dtype: group["weight_decay"] == 0,
         complex_ulp=4,
         maximize_rounds_lr=adagrad_maximize_rounds_lr,
         divergences=(
@@ -519,6 +552,28 @@ REGISTRY: tuple[Entry, ...] = (
         spec_bound=bounds.rprop,
         spec_underflow=bounds.rprop_underflow,
     ),
+    Entry(
+        "SparseAdam",
+        "SparseAdam",
+        sparse_adam_hyper,
+        sparse_adam_state,
+        spec_bound=bounds.sparse_adam,
+        spec_underflow=bounds.sparse_adam_absolute,
+        dtypes=REAL_DTYPES,  # torch refuses complex params
+        sparse_grads="always",
+        invariants=(
+            "maximize",
+            "state_dict_roundtrip",
+            "grad_untouched",
+            "deterministic",
+            "sparse_rows",
+        ),
+        divergences=(
+            "SparseAdam takes sparse gradients only: every case draws COO gradients (repeated "
+            "indices included), and a dense one is torch's RuntimeError, which the errors "
+            "check compares.",
+        ),
+    ),
 )
 
 BY_NAME = {e.name: e for e in REGISTRY}
@@ -544,6 +599,7 @@ CHECK_DTYPES.update(
     }
 )
 CHECK_DTYPES["memory_safety"] = REAL_DTYPES + COMPLEX_DTYPES
+CHECK_DTYPES["sparse_rows"] = REAL_DTYPES
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,8 @@ from textwrap import indent
 
 import numpy as np
 
+from conformance.case import Sparse
+
 _PRELUDE = '''\
 import importlib
 
@@ -39,6 +41,16 @@ def T(values, dtype, device="cpu", layout="contiguous"):
     return t
 
 
+def G(g, like):
+    """A gradient for param ``like``: dense values, or a sparse COO dict (repeated indices kept)."""
+    if not isinstance(g, dict):
+        return T(g, str(like.dtype).removeprefix("torch."), like.device)
+    values = T(g["values"], str(like.dtype).removeprefix("torch."), like.device)
+    indices = torch.tensor(g["indices"], dtype=torch.long).reshape(len(g["indices"]), -1)
+    t = torch.sparse_coo_tensor(indices, values.reshape(g["shape"]), like.shape)
+    return t.coalesce() if g["coalesced"] else t
+
+
 def run(cls, kwargs, dtype, device, params, groups, state, grads, tensor_lr=False):
     params = [T(v, dtype, device, layout) for v, layout in params]
     opt = cls(
@@ -56,7 +68,8 @@ def run(cls, kwargs, dtype, device, params, groups, state, grads, tensor_lr=Fals
         sd = opt.state_dict()
         sd["state"] = {
             i: {
-                k: torch.tensor(v) if k == "step" else T(v, dtype, device)
+                k: v if isinstance(v, int) else torch.tensor(v) if k == "step"
+                else T(v, dtype, device)
                 for k, v in s.items()
             }
             for i, s in state.items()
@@ -64,7 +77,7 @@ def run(cls, kwargs, dtype, device, params, groups, state, grads, tensor_lr=Fals
         opt.load_state_dict(sd)
     for step in grads:
         for p, g in zip(params, step):
-            p.grad = None if g is None else T(g, dtype, device)
+            p.grad = None if g is None else G(g, p)
         opt.step()
     return params, opt
 
@@ -90,13 +103,20 @@ def run_of(subject, foreach, case) -> dict:
 
 
 def _list(a) -> object:
+    if isinstance(a, Sparse):
+        return {
+            "indices": a.indices.tolist(),
+            "values": a.values.tolist(),
+            "shape": list(a.values.shape),
+            "coalesced": a.coalesced,
+        }
     return None if a is None else np.asarray(a).tolist()
 
 
 def _call(run: dict) -> str:
     c = run["case"]
     state = {
-        i: {k: (v if isinstance(v, float) else _list(v)) for k, v in s.items()}
+        i: {k: (v if isinstance(v, float | int) else _list(v)) for k, v in s.items()}
         for i, s in c.state.items()
     }
     return (

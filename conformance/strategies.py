@@ -11,6 +11,7 @@ stay normal. Subnormal inputs are a separate opt-in (``subnormals=True``).
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -18,7 +19,7 @@ import torch
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from conformance.case import Case, P, real_dtype
+from conformance.case import Case, P, Sparse, real_dtype
 
 _NUMPY = {torch.float16: np.float16, torch.float32: np.float32, torch.float64: np.float64}
 _WIDTH = {torch.float16: 16, torch.bfloat16: 32, torch.float32: 32, torch.float64: 64}
@@ -35,8 +36,10 @@ def _representable(x: float, dtype: torch.dtype) -> float:
     return float(torch.tensor(x, dtype=torch.float64).to(dtype).double())
 
 
-@st.composite
-def scalars(draw, dtype: torch.dtype, *, lo=None, hi=None, nonneg=False, subnormals=False):
+# Strategies are built once per argument tuple: building and validating them anew for every
+# element drawn was most of a check's run time (profiled: 20 of 33 s of the torch check).
+@functools.cache
+def scalars(dtype: torch.dtype, *, lo=None, hi=None, nonneg=False, subnormals=False):
     """One value of ``dtype`` (as a float): 0 or a magnitude within ``[lo, hi]``."""
     dtype = real_dtype(dtype)
     tiny, huge = magnitude_bounds(dtype)
@@ -46,31 +49,35 @@ def scalars(draw, dtype: torch.dtype, *, lo=None, hi=None, nonneg=False, subnorm
     if subnormals:
         sub_max = torch.finfo(dtype).tiny
         options.append(st.floats(0.0, sub_max, width=width, allow_subnormal=True, exclude_max=True))
-    magnitude = draw(st.one_of(options))
-    sign = 1.0 if nonneg else draw(st.sampled_from([1.0, -1.0]))
-    return _representable(sign * magnitude, dtype)
+    magnitude = st.one_of(options)
+    if not nonneg:
+        signs = st.sampled_from([1.0, -1.0])
+        magnitude = st.tuples(magnitude, signs).map(lambda pair: pair[0] * pair[1])
+    if dtype == torch.bfloat16:  # float32 draws rounded to nearest bfloat16
+        return magnitude.map(functools.partial(_representable, dtype=dtype))
+    return magnitude  # st.floats of the dtype's width: representable as drawn
 
 
+@functools.cache
 def arrays(dtype: torch.dtype, shape: tuple, **kw) -> st.SearchStrategy[np.ndarray]:
     """float64 arrays of ``dtype`` values (complex: a trailing axis of 2 for ``view_as_real``)."""
     if dtype.is_complex:
         shape = (*shape, 2)
     real = real_dtype(dtype)
-    numpy_dtype = _NUMPY.get(real, np.float32)
+    numpy_dtype = _NUMPY.get(real, np.float32)  # bfloat16 values are exact in float32
     return hnp.arrays(numpy_dtype, shape, elements=scalars(real, **kw)).map(
-        lambda a: (
-            np.array(
-                [_representable(float(x), real) for x in a.reshape(-1)], dtype=np.float64
-            ).reshape(a.shape)
-            if real == torch.bfloat16
-            else a.astype(np.float64)
-        )
+        lambda a: a.astype(np.float64)
     )
 
 
-def shapes(max_dims: int = 4, max_side: int = 3) -> st.SearchStrategy[tuple]:
-    """0-d to ``max_dims``-d shapes, empty ones included."""
-    return hnp.array_shapes(min_dims=0, max_dims=max_dims, min_side=0, max_side=max_side)
+def shapes(
+    max_dims: int = 4, max_side: int = 3, min_dims: int = 0, min_side: int = 0
+) -> st.SearchStrategy[tuple]:
+    """``min_dims``-d (0-d by default) to ``max_dims``-d shapes, empty ones included unless
+    ``min_side`` > 0."""
+    return hnp.array_shapes(
+        min_dims=min_dims, max_dims=max_dims, min_side=min_side, max_side=max_side
+    )
 
 
 LAYOUTS = ("contiguous", "strided", "transposed")  # the run's choice: --conformance-layouts
@@ -95,7 +102,8 @@ def starting_state(
 
     Kinds: ``any``; ``nonneg``; ``("ge", other)`` >= another field (amsgrad's max);
     ``("ge_square", other)`` >= other**2 (centered RMSprop: square_avg >= grad_avg**2);
-    ``step``: a float step count >= 1; ``("scalar", lo, hi)``: a 0-d state torch keeps in its
+    ``step``: a float step count >= 1 (``int_step``: a Python int, SparseAdam's);
+    ``("scalar", lo, hi)``: a 0-d state torch keeps in its
     float32 scalar dtype (NAdam's mu_product, ASGD's eta and mu), a float in [lo, hi]. Lazy
     optimizers may also start fresh (empty state).
     """
@@ -105,8 +113,9 @@ def starting_state(
     state: dict = {}
     real = real_dtype(dtype)
     for key, kind in fields.items():  # dependencies come first in state_fields
-        if kind == "step":
-            state[key] = float(draw(st.one_of(st.integers(1, 10), st.integers(1, 100_000))))
+        if kind in ("step", "int_step"):
+            step = draw(st.one_of(st.integers(1, 10), st.integers(1, 100_000)))
+            state[key] = step if kind == "int_step" else float(step)
             continue
         if isinstance(kind, tuple) and kind[0] == "scalar":  # a 0-d state in torch's float32
             state[key] = float(np.float32(draw(st.floats(kind[1], kind[2]))))
@@ -124,6 +133,21 @@ def starting_state(
 
 
 @st.composite
+def sparse_grads(draw, dtype, shape, sparse_dims: int, *, unique=False, **kw) -> Sparse:
+    """A COO gradient for a param of ``shape`` with its first ``sparse_dims`` dims sparse: up
+    to 4 entries named, repeats allowed unless ``unique`` (then its dense form is exact: no sum
+    rounds), built coalesced or not."""
+    sizes = shape[:sparse_dims]
+    entries = []
+    if all(sizes):
+        entry = st.tuples(*(st.integers(0, n - 1) for n in sizes))
+        entries = draw(st.lists(entry, max_size=4, unique=unique), label="named entries")
+    indices = np.array(entries, dtype=np.int64).reshape(len(entries), sparse_dims).T
+    values = draw(arrays(dtype, (len(entries), *shape[sparse_dims:]), **kw))
+    return Sparse(indices, values, draw(st.booleans(), label="coalesced"))
+
+
+@st.composite
 def cases(
     draw,
     entry,
@@ -137,10 +161,12 @@ def cases(
     purpose: str = "torch",
     subnormals: bool = False,
     layouts: bool = True,
+    sparse: bool = True,
 ) -> Case:
     """A whole case for ``entry``: params (several, several groups), hyperparameters from
     ``entry.hyperparameters``, an arbitrary valid starting state and a gradient sequence with
-    some gradients ``None``."""
+    some gradients ``None`` (and sparse ones where ``entry.sparse_grads`` allows, unless
+    ``sparse=False``; SparseAdam's are sparse whatever it says)."""
     from conformance.case import DTYPES
 
     dtype = DTYPES[dtype_name]
@@ -156,7 +182,10 @@ def cases(
     else:
         kw_range = {}
     n = draw(st.integers(1, max_params), label="n_params")
-    shapes_ = [draw(shapes(max_side=max_side)) for _ in range(n)]
+    # an optimizer that takes only sparse gradients gets params they can name (>= 1 dim; not
+    # empty, see the sparse draw below)
+    least = 1 if entry.sparse_grads == "always" else 0
+    shapes_ = [draw(shapes(max_side=max_side, min_dims=least, min_side=least)) for _ in range(n)]
     ps = [
         draw(params(dtype, s, layouts=layouts, subnormals=subnormals, nonneg=nonneg, **kw_range))
         for s in shapes_
@@ -190,15 +219,39 @@ def cases(
         if st_i:
             state[i] = st_i
     n_steps = draw(st.integers(*steps), label="steps")
+    values = {"subnormals": subnormals, "nonneg": nonneg, **kw_range}
+    # sparse: a param's gradients are all sparse or all dense (an nn.Embedding(sparse=True) is
+    # one or the other); where torch refuses sparse gradients for the group's flags, only the
+    # torch check (error parity) draws them. Vs spec, indices are unique: the exact gradient.
+    # with one number of sparse dims (SGD's sparse momentum buffer keeps the first one's). Not
+    # for empty params: torch 2.13 segfaults adding a sparse tensor into some empty tensors
+    # (README, findings), which would take the whole test process down with it.
+    sparse_dims = [
+        draw(st.integers(1, len(s)), label=f"sparse dims {i}")
+        if (sparse or entry.sparse_grads == "always")
+        and len(s) >= 1
+        and math.prod(s) > 0
+        and not dtype.is_complex
+        and (purpose == "torch" or entry.sparse_accepted(group_of[i], dtype))
+        and (
+            entry.sparse_grads == "always"
+            # one in two, drawn as an integer: booleans came out sparse in 4% of cases
+            or (entry.sparse_grads == "maybe" and draw(st.integers(0, 3), label=f"sparse {i}") > 1)
+        )
+        else 0
+        for i, s in enumerate(shapes_)
+    ]
     maybe_grad = [
         st.integers(0, 4).flatmap(
-            lambda k, s=s: (
+            lambda k, s=s, n=n: (
                 st.none()
                 if k == 0
-                else arrays(dtype, s, subnormals=subnormals, nonneg=nonneg, **kw_range)
+                else sparse_grads(dtype, s, n, unique=purpose.startswith("spec"), **values)
+                if n
+                else arrays(dtype, s, **values)
             )
         )
-        for s in shapes_
+        for s, n in zip(shapes_, sparse_dims, strict=True)
     ]
     grads = [[draw(g) for g in maybe_grad] for _ in range(n_steps)]
     foreach = draw(st.sampled_from([None, False, True]), label="foreach")

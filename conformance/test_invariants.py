@@ -88,3 +88,10 @@ def test_step_writes_only_its_own_elements(target, data):
     report.example(
         target, "memory_safety", checks.memory_safety(target.subject, _case(target, data))
     )
+
+
+@pytest.mark.check("sparse_rows")
+@profiles.for_check("sparse_rows")
+@given(data=st.data())
+def test_sparse_gradients_touch_only_their_rows(target, data):
+    report.example(target, "sparse_rows", checks.sparse_rows(target.subject, _case(target, data)))
