@@ -352,3 +352,27 @@ def test_sparse_and_complex_params_are_listed_like_torch():
         messages.append(str(raised.value))
     assert messages[0] == messages[1]
     assert "[[1, 0]]" in messages[0], "sparse params are reported before complex ones"
+
+
+def _torch_configs():
+    return [
+        pytest.param(dtype, config, id=f"{str(dtype).removeprefix('torch.')}-{config.desc}")
+        for dtype in (torch.float32, torch.float64)
+        for config in torch_table.optim_inputs_func_sparseadam(device="cpu", dtype=dtype)
+    ]
+
+
+@pytest.mark.parametrize(("dtype", "config"), _torch_configs())
+def test_torchs_own_configurations_step_bitwise_like_torch(dtype, config):
+    """torch's own table (``optim_inputs_func_sparseadam``, what its tests run) through impl:
+    params and every state entry bitwise equal after each of the steps, repeated indices, a
+    missing and an empty gradient included."""
+    params = make_params(dtype)
+    twins = clone_params(params)
+    mine = impl.SparseAdam(params, **copy.deepcopy(config.kwargs))
+    theirs = torch.optim.SparseAdam(twins, **copy.deepcopy(config.kwargs))
+    for step in range(STEPS):
+        set_grads([params, twins], step, coalesced=False)
+        mine.step()
+        theirs.step()
+        assert_same_step(step, mine, theirs, params, twins)
