@@ -304,6 +304,11 @@ def radam_rho(beta2: sympy.Expr, step: sympy.Expr) -> tuple[sympy.Expr, sympy.Ex
     return rho_inf, rho_inf - 2 * step * beta2**step / (1 - beta2**step)
 
 
+def radam_rectification(rho_inf: sympy.Expr, rho: sympy.Expr) -> sympy.Expr:
+    """Liu et al.'s variance rectification r_t for an SMA length ``rho`` (ρ_t)."""
+    return sympy.sqrt((rho - 4) * (rho - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho))
+
+
 def _radam_rectifies(param, grad, state, hyper, dtype) -> dict:
     """torch decides ``rho_t > 5`` in Python doubles, op for op as below."""
     step = float(state.get("step", 0.0)) + 1
@@ -322,9 +327,7 @@ def radam(*, decoupled: bool = False, maximize: bool = False) -> Spec:
     m, v = state("exp_avg", "m"), state("exp_avg_sq", "v")
     b1, b2 = beta1.symbol, beta2.symbol
     rho_inf, rho_t = radam_rho(b2, t)
-    rectification = sympy.sqrt(
-        (rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t)
-    )
+    rectification = radam_rectification(rho_inf, rho_t)
     m_hat = m.symbol / (1 - b1**t)
     adaptive = sympy.sqrt(1 - b2**t) / (sympy.sqrt(v.symbol) + epsilon.symbol)
     return Spec(

@@ -10,16 +10,22 @@ from __future__ import annotations
 import sympy
 from sympy.codegen.cfunctions import expm1, log1p
 
-from .algorithms import _hyper, betas, eps, lr, radam_rho, state, step_counter
+from .algorithms import (
+    _hyper,
+    _momentum_schedule,
+    betas,
+    eps,
+    lr,
+    radam_rectification,
+    radam_rho,
+    state,
+    step_counter,
+)
 from .core import GRAD, PARAM, STEP, Spec, StateVar
 
 p, g, t = PARAM, GRAD, STEP
 
 PREFIX = "paper:"
-
-
-def _momentum_schedule(beta1: sympy.Expr, psi: sympy.Expr, step: sympy.Expr) -> sympy.Expr:
-    return beta1 * (1 - sympy.Rational(1, 2) * sympy.Rational(24, 25) ** (step * psi))
 
 
 MU = sympy.Symbol("mu_t", positive=True)
@@ -104,9 +110,7 @@ def radam() -> Spec:
     m, v = state("exp_avg", "m"), state("exp_avg_sq", "v")
     b1, b2 = beta1.symbol, beta2.symbol
     rho_inf, _ = radam_rho(b2, t)
-    rectification = sympy.sqrt(
-        (RHO - 4) * (RHO - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * RHO)
-    )
+    rectification = radam_rectification(rho_inf, RHO)
     m_hat = m.symbol / (1 - b1**t)
     return Spec(
         PREFIX + "RAdam(Liu 2019)",
