@@ -119,6 +119,51 @@ def to_sparse(g: Sparse, shape: tuple, dtype: torch.dtype, device: str) -> Tenso
 
 
 @dataclass(frozen=True)
+class Objective:
+    """A strictly convex quadratic per param, for optimizers that step with a closure (LBFGS):
+    ``f(x) = sum_i (x_i · A_i x_i / 2 - b_i · x_i)`` over the flattened params, evaluated in the
+    case's dtype with torch ops (so both sides of a comparison see the same bits), minimised at
+    ``x_i = A_i^-1 b_i``. ``hessians[i]`` is symmetric positive definite."""
+
+    hessians: list[np.ndarray]
+    offsets: list[np.ndarray]
+
+    def __repr__(self) -> str:
+        hessians = ", ".join(_literal(a) for a in self.hessians)
+        offsets = ", ".join(_literal(b) for b in self.offsets)
+        return f"Objective([{hessians}], [{offsets}])"
+
+    def minimiser(self, i: int) -> np.ndarray:
+        return np.linalg.solve(self.hessians[i], self.offsets[i])
+
+    def evaluate(self, params: list[Tensor]) -> tuple[Tensor, list[Tensor]]:
+        """(loss, gradients) at ``params``, in their dtype."""
+        loss, grads = torch.zeros((), dtype=params[0].dtype), []
+        for p, a, b in zip(params, self.hessians, self.offsets, strict=True):
+            a, b = torch.from_numpy(a).to(p.dtype), torch.from_numpy(b).to(p.dtype)
+            x = p.detach().reshape(-1)
+            ax = a @ x
+            grads.append((ax - b).reshape(p.shape))
+            loss = loss + (x @ ax / 2 - b @ x)
+        return loss, grads
+
+    def closure(self, params: list[Tensor], calls: list | None = None):
+        """The closure ``step`` calls: sets every ``p.grad`` and returns the loss. ``calls``
+        (a list) receives a copy of the params at every call."""
+
+        @torch.no_grad()
+        def closure():
+            if calls is not None:
+                calls.append([p.detach().clone() for p in params])
+            loss, grads = self.evaluate(params)
+            for p, g in zip(params, grads, strict=True):
+                p.grad = g
+            return loss
+
+        return closure
+
+
+@dataclass(frozen=True)
 class Case:
     """Inputs of one check: everything an optimizer run depends on.
 
@@ -128,7 +173,9 @@ class Case:
     - ``grads[t][i]``: the gradient of param ``i`` at step ``t`` (``None``: no gradient; a
       ``Sparse``: a sparse COO gradient);
     - ``foreach``/``torch_foreach``: the path for impl and for torch.optim;
-    - ``tensor_lr``: pass each group's lr as a float32 0-d tensor, as torch allows.
+    - ``tensor_lr``: pass each group's lr as a float32 0-d tensor, as torch allows;
+    - ``objective``: for optimizers that step with a closure (LBFGS), the loss the closure
+      evaluates; ``grads`` then only sets the number of steps (every entry ``None``).
     """
 
     dtype: str
@@ -140,6 +187,7 @@ class Case:
     foreach: bool | None = None
     torch_foreach: bool | None = None
     tensor_lr: bool = False
+    objective: Objective | None = None
 
     def __repr__(self) -> str:
         def arr(a):
@@ -167,7 +215,9 @@ class Case:
             f"     params={self.params!r},\n     groups={self.groups!r},\n"
             f"     state={state_src},\n     grads={grads}],\n"
             f"     foreach={self.foreach!r}, torch_foreach={self.torch_foreach!r},"
-            f" tensor_lr={self.tensor_lr!r})"
+            f" tensor_lr={self.tensor_lr!r}"
+            + ("" if self.objective is None else f",\n     objective={self.objective!r}")
+            + ")"
         )
 
     replace = replace
@@ -186,6 +236,19 @@ class Case:
 
     def make_grads(self, t: int) -> list[Tensor | None]:
         return [self.make_grad(g, i) for i, g in enumerate(self.grads[t])]
+
+    def step(self, opt, params: list[Tensor], t: int, calls: list | None = None):
+        """Step ``t``: set the drawn gradients and call ``opt.step()``, or call
+        ``opt.step(closure)`` where the case has an objective. Returns the gradients set (for a
+        closure, those of its last call)."""
+        if self.objective is None:
+            grads = self.make_grads(t)
+            for p, g in zip(params, grads, strict=True):
+                p.grad = g
+            opt.step()
+            return grads
+        opt.step(self.objective.closure(params, calls))
+        return [p.grad for p in params]
 
     def make_grad(self, g, i: int) -> Tensor | None:
         if isinstance(g, Sparse):

@@ -184,8 +184,7 @@ def run(subject, case: Case, *, foreach=None, steps=None, on_step=None):
     params = case.make_params()
     opt = subject.build(case, params, foreach=foreach)
     for t in range(case.steps if steps is None else steps):
-        set_grads(params, case.make_grads(t))
-        opt.step()
+        case.step(opt, params, t)
         if on_step is not None:
             on_step(t, params, opt)
     return opt, params
@@ -217,12 +216,28 @@ def compare_states(
         if set(sa) != set(se):
             ctx.fail(f"{at}, state[{i}]", f"keys {sorted(sa)} != expected {sorted(se)}")
         for key, ve in se.items():
-            va = sa[key]
-            if isinstance(ve, Tensor) and isinstance(va, Tensor):
-                worst = max(worst, assert_ulp(ctx, f"{at}, state[{i}][{key!r}]", va, ve, bound))
-            elif not (type(va) is type(ve) and va == ve):
-                ctx.fail(f"{at}, state[{i}][{key!r}]", f"{va!r} != expected {ve!r}")
+            worst = max(
+                worst, _compare_value(ctx, f"{at}, state[{i}][{key!r}]", sa[key], ve, bound)
+            )
     return worst
+
+
+def _compare_value(ctx: Context, where: str, va, ve, bound: float) -> float:
+    """A state value: a tensor within ``bound``, a list of them (LBFGS's history) element by
+    element, anything else equal and of the same type."""
+    if isinstance(ve, Tensor) and isinstance(va, Tensor):
+        return assert_ulp(ctx, where, va, ve, bound)
+    if isinstance(ve, list) and isinstance(va, list):
+        if len(va) != len(ve):
+            ctx.fail(where, f"{len(va)} entries != expected {len(ve)}")
+        distances = [
+            _compare_value(ctx, f"{where}[{k}]", a, e, bound)
+            for k, (a, e) in enumerate(zip(va, ve))
+        ]
+        return max(distances, default=0.0)
+    if not (type(va) is type(ve) and (va == ve or (va != va and ve != ve))):
+        ctx.fail(where, f"{va!r} != expected {ve!r}")
+    return 0.0
 
 
 def _same_path(fe_a, fe_e) -> bool:
@@ -285,10 +300,8 @@ def compare_runs(
         _same_error(ctx, "construction", err_a, err_e, same_path)
         worst = compare_states(ctx, -1, oa, oe, bound, ignore)
         for t in range(case.steps):
-            set_grads(pa, case_a.make_grads(t))
-            set_grads(pe, case_e.make_grads(t))
-            _, err_a = _attempt(oa.step)
-            _, err_e = _attempt(oe.step)
+            _, err_a = _attempt(lambda t=t: case_a.step(oa, pa, t))
+            _, err_e = _attempt(lambda t=t: case_e.step(oe, pe, t))
             _same_error(ctx, f"step {t + 1}", err_a, err_e, same_path)
             for i, (x, y) in enumerate(zip(pa, pe, strict=True)):
                 worst = max(worst, assert_ulp(ctx, f"step {t + 1}, param {i}", x, y, bound))
@@ -631,8 +644,7 @@ def state_dict_roundtrip(subject, case: Case) -> float:
     try:
         resumed.load_state_dict(saved)
         for t in range(split, case.steps):
-            set_grads(resumed_params, case.make_grads(t))
-            resumed.step()
+            case.step(resumed, resumed_params, t)
     except Exception as e:  # its own state_dict must load and run
         ctx.fail(f"resuming after step {split}", f"raised {e!r}")
     worst = 0.0
@@ -649,10 +661,15 @@ def grad_untouched(subject, case: Case) -> float:
     params = case.make_params()
     opt = subject.build(case, params, foreach=case.foreach)
     for t in range(case.steps):
-        grads = case.make_grads(t)
-        set_grads(params, grads)
-        copies = [None if g is None else g.clone() for g in grads]
-        opt.step()
+        if case.objective is None:
+            grads = case.make_grads(t)
+            set_grads(params, grads)
+            copies = [None if g is None else g.clone() for g in grads]
+            opt.step()
+        else:  # the closure sets them: its last call's gradients, recomputed from its params
+            calls: list = []
+            grads = case.step(opt, params, t, calls)
+            copies = case.objective.evaluate(calls[-1])[1]
         for i, (p, g, c) in enumerate(zip(params, grads, copies, strict=True)):
             if p.grad is not g:
                 ctx.fail(f"step {t + 1}, param {i}", "p.grad was replaced")
@@ -790,7 +807,10 @@ def memory_safety(subject, case: Case) -> float:
         for i in set(present) - set(dense):
             params[i].grad = case.make_grad(case.grads[t][i], i)
         before, grads_before = buffer.clone(), grad_buffer.clone()
-        opt.step()
+        if case.objective is None:
+            opt.step()
+        else:  # the closure sets gradients of its own
+            case.step(opt, params, t)
         _unchanged_outside(ctx, f"step {t + 1}, params' storage", buffer, before, owned)
         nothing = torch.zeros(grad_buffer.numel(), dtype=torch.bool)
         _unchanged_outside(
@@ -998,11 +1018,9 @@ def errors_like_reference(subject, case: Case, defaults: dict | None = None) -> 
         _same_error(ctx, "construction", err_a, err_e, judged)
         worst = _compare_bad(ctx, -1, pa, pe, oa, oe, bound, ignore)
         for t in range(case.steps):
-            set_grads(pa, case.make_grads(t))
-            set_grads(pe, case.make_grads(t))
             before, before_e = _snapshot(pa, oa), _snapshot(pe, oe)
-            _, err_a = _attempt(oa.step)
-            _, err_e = _attempt(oe.step)
+            _, err_a = _attempt(lambda t=t: case.step(oa, pa, t))
+            _, err_e = _attempt(lambda t=t: case.step(oe, pe, t))
             try:
                 _same_error(ctx, f"step {t + 1}", err_a, err_e, judged)
             except _Stop:
@@ -1037,3 +1055,17 @@ CHECKS = {
     "errors": errors_like_reference,
     "sparse_rows": sparse_rows,
 }
+
+# the kinds for optimizers that are not elementwise (they build on the helpers above)
+from conformance import structured  # noqa: E402
+
+CHECKS.update(
+    {
+        "factored_moments": structured.factored_moments,
+        "singular_values": structured.singular_values,
+        "scale_invariance": structured.scale_invariance,
+        "two_loop": structured.two_loop,
+        "wolfe": structured.wolfe,
+        "convergence": structured.convergence,
+    }
+)

@@ -56,6 +56,12 @@ EXAMPLE_WEIGHTS = {
     "errors": 0.25,
     "memory_safety": 0.25,
     "sparse_rows": 0.5,
+    "factored_moments": 0.5,
+    "singular_values": 0.5,
+    "scale_invariance": 0.25,
+    "two_loop": 0.5,
+    "wolfe": 0.5,
+    "convergence": 0.25,
 }
 
 

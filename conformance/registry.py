@@ -280,6 +280,97 @@ def rprop_state(group):
     return {"step": "step", "prev": "any", "step_size": "nonneg"}
 
 
+@st.composite
+def adafactor_hyper(draw, dtype, purpose):
+    # vs spec: eps1² must be a normal number of the dtype. torch clamps V at eps1*eps1 cast into
+    # the dtype; below its smallest normal that is 0 (eps1 = 1e-30 in float32), and a zero
+    # gradient element becomes rsqrt(0) * 0 = NaN where the statement says 0 (README, findings)
+    lo = 2 * torch.finfo(dtype).tiny ** 0.5 if purpose.startswith("spec") else 1e-30
+    eps1 = draw(st.one_of(st.none(), st.floats(lo, max(lo, 1e-3))))
+    return {
+        "lr": draw(st.one_of(st.just(1e-2), _lr())),
+        # w_t = t**beta2_decay; 0 keeps no memory (w_t = 1)
+        "beta2_decay": draw(st.one_of(st.just(-0.8), st.floats(-1.0, 0.0))),
+        "eps": (eps1, draw(st.one_of(st.just(1e-3), st.floats(0.0, 0.1)))),
+        "d": draw(st.one_of(st.just(1.0), st.floats(1.0, 10.0))),
+        "weight_decay": draw(_weight_decay(purpose)),
+        "maximize": draw(_maximize(purpose)),
+    }
+
+
+def adafactor_state(group):
+    return {"step": "step", "row_var": "nonneg", "col_var": "nonneg", "variance": "nonneg"}
+
+
+def adafactor_state_shape(key: str, shape: tuple) -> tuple | None:
+    """torch keeps row and column factors for >= 2-d params (the last dim, resp. the one
+    before it, reduced to 1) and a full ``variance`` below that; None: the key is absent."""
+    factored = len(shape) >= 2
+    if key == "row_var":
+        return (*shape[:-1], 1) if factored else None
+    if key == "col_var":
+        return (*shape[:-2], 1, shape[-1]) if factored else None
+    if key == "variance":
+        return None if factored else shape
+    return shape
+
+
+DEFAULT_NS = (3.4445, -4.7750, 2.0315)
+
+
+@st.composite
+def muon_hyper(draw, dtype, purpose):
+    # singular_values: 1 or 2 Newton-Schulz steps; the a-priori bfloat16 bound of 3 or more
+    # exceeds the singular values' own range (structured_bounds.muon_singular_values)
+    steps = st.integers(1, 2) if purpose == "singular_values" else st.integers(1, 6)
+    coefficients = st.one_of(
+        st.just(DEFAULT_NS),
+        # near the defaults, as users tune them (far off, p diverges: p(1) > 1)
+        st.tuples(st.floats(3.0, 3.6), st.floats(-5.0, -4.5), st.floats(1.8, 2.2)),
+    )
+    return {
+        "lr": draw(_lr()),
+        "weight_decay": draw(_small(purpose, 0.5, 0.1)),
+        "momentum": draw(_rate(purpose, 0.99, 0.95)),
+        "nesterov": draw(st.booleans()),
+        "ns_coefficients": draw(coefficients),
+        "eps": draw(st.one_of(st.just(1e-7), st.floats(1e-12, 1e-3))),
+        "ns_steps": draw(steps if purpose == "singular_values" else st.one_of(st.just(5), steps)),
+        "adjust_lr_fn": draw(st.sampled_from([None, "original", "match_rms_adamw"])),
+    }
+
+
+def muon_state(group):
+    return {"momentum_buffer": "any"}
+
+
+@st.composite
+def lbfgs_hyper(draw, dtype, purpose):
+    group = draw(_lbfgs_group())
+    if group["max_eval"] is None:
+        group["max_eval"] = group["max_iter"] * 5 // 4
+    return group
+
+
+@st.composite
+def _lbfgs_group(draw):
+    return {
+        "lr": draw(st.one_of(st.just(1.0), st.floats(0.1, 1.0))),
+        "max_iter": draw(st.one_of(st.just(20), st.integers(1, 8))),
+        # None as the constructor resolves it (a group's own None is never resolved: max_eval
+        # - n in the line search then raises a TypeError, in torch as in impl)
+        "max_eval": draw(st.one_of(st.just(None), st.integers(1, 12))),
+        "tolerance_grad": draw(st.one_of(st.just(1e-7), st.floats(1e-9, 1e-3))),
+        "tolerance_change": draw(st.one_of(st.just(1e-9), st.floats(0.0, 1e-3))),
+        "history_size": draw(st.one_of(st.just(100), st.integers(1, 6))),
+        "line_search_fn": draw(st.sampled_from([None, "strong_wolfe"])),
+    }
+
+
+def lbfgs_state(group):
+    return {}  # every run starts fresh: the history is built by the steps themselves
+
+
 @dataclass(frozen=True)
 class Entry:
     name: str  # test id and report label
@@ -319,6 +410,16 @@ class Entry:
     # torch takes them there; elsewhere only the torch check (error parity) draws them
     sparse_grads: str = "never"
     sparse_accepted: Callable = lambda group, dtype: True
+    # the update is a per-element rule (the SymPy spec checks apply); False: reductions or
+    # matrix products, checked by their own kinds (in ``invariants``)
+    elementwise: bool = True
+    param_dims: tuple = (0, 4)  # (fewest, most) dims of a drawn param (Muon: 2-d only)
+    empty_params: bool = True  # torch's Adafactor cannot step an empty param (ZeroDivisionError)
+    max_groups: int = 2  # LBFGS takes one param group
+    # (state key, param shape) -> the state tensor's shape, or None where torch keeps no such key
+    state_shape: Callable = lambda key, shape: shape
+    # steps call a closure over a drawn strictly convex quadratic (LBFGS), not drawn gradients
+    objective: bool = False
 
     @property
     def impl(self):
@@ -575,6 +676,94 @@ REGISTRY: tuple[Entry, ...] = (
             "check compares.",
         ),
     ),
+    Entry(
+        "Adafactor",
+        "Adafactor",
+        adafactor_hyper,
+        adafactor_state,
+        elementwise=False,
+        dtypes=REAL_DTYPES,
+        empty_params=False,
+        state_shape=adafactor_state_shape,
+        # the for-loop path adds alpha*update in one kernel, foreach rounds alpha*update first
+        paths_differ=True,
+        invariants=(
+            "maximize",
+            "state_dict_roundtrip",
+            "grad_untouched",
+            "deterministic",
+            "factored_moments",
+        ),
+        divergences=(
+            "Not elementwise: the row and column factors are means over rows and columns, and "
+            "the step is relative to the param's RMS and clipped by the update's RMS. Checked "
+            "by factored_moments (relative error vs the SymPy statement, bound n*u per "
+            "reduction) instead of the per-element spec checks.",
+            "eps1 with eps1² below the dtype's smallest normal (eps1 = 1e-30 in "
+            "float32) makes a zero gradient element NaN: the clamp at "
+            "eps1*eps1 is 0 in the dtype and rsqrt(0) * 0 = NaN. The spec domain draws eps1 "
+            "above that; the torch check draws it anywhere (README, audit findings).",
+            "eps1=None is resolved once per step for the whole group: torch's for-loop path "
+            "takes the dtype of the first param with a gradient, its foreach path the first "
+            "(device, dtype) bucket in hash order (float64 before float32). impl mirrors both "
+            "(README, audit findings).",
+        ),
+    ),
+    Entry(
+        "Muon",
+        "Muon",
+        muon_hyper,
+        muon_state,
+        elementwise=False,
+        dtypes=REAL_DTYPES,
+        param_dims=(2, 2),
+        empty_params=False,  # an A x 0 param: torch's A / B in the lr ratio divides by zero
+        refused={
+            "scale_invariance:bfloat16": (
+                "torch 2.13 normalises a bfloat16 momentum buffer in place without Nesterov "
+                "(grad.bfloat16() is the buffer itself, then div_), so the next step's "
+                "momentum mixes a scaled gradient into an unscaled buffer; impl mirrors it "
+                "(README, audit findings)"
+            )
+        },
+        invariants=(
+            "state_dict_roundtrip",
+            "grad_untouched",
+            "deterministic",
+            "singular_values",
+            "scale_invariance",
+        ),
+        divergences=(
+            "Newton-Schulz runs in bfloat16 whatever the param dtype: checked by "
+            "singular_values (|p^(k)| of the normalised momentum's singular values, bound "
+            "derived for bfloat16 GEMMs, 1-2 steps) and scale_invariance (bitwise).",
+        ),
+    ),
+    Entry(
+        "LBFGS",
+        "LBFGS",
+        lbfgs_hyper,
+        lbfgs_state,
+        elementwise=False,
+        dtypes=("float32", "float64"),
+        param_dims=(0, 2),
+        empty_params=False,  # every param empty: torch's flat_grad.abs().max() raises
+        max_groups=1,
+        objective=True,
+        invariants=(
+            "state_dict_roundtrip",
+            "grad_untouched",
+            "deterministic",
+            "two_loop",
+            "wolfe",
+            "convergence",
+        ),
+        divergences=(
+            "Steps call a closure over a drawn strictly convex quadratic; the torch check "
+            "compares params and state after every step() (every closure call included, since "
+            "the state holds func_evals and the history).",
+        ),
+    ),
 )
 
 BY_NAME = {e.name: e for e in REGISTRY}
@@ -601,6 +790,16 @@ CHECK_DTYPES.update(
 )
 CHECK_DTYPES["memory_safety"] = REAL_DTYPES + COMPLEX_DTYPES
 CHECK_DTYPES["sparse_rows"] = REAL_DTYPES
+CHECK_DTYPES.update(
+    {
+        "factored_moments": REAL_DTYPES,
+        "singular_values": REAL_DTYPES,
+        "scale_invariance": REAL_DTYPES,
+        "two_loop": ("float32", "float64"),
+        "wolfe": ("float32", "float64"),
+        "convergence": ("float32", "float64"),
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -626,7 +825,9 @@ class Target:
 
 
 def applies(entry: Entry, check: str) -> bool:
-    if check in ("torch", "spec", "spec_trajectory", "errors", "memory_safety"):
+    if check in ("spec", "spec_trajectory"):
+        return entry.elementwise
+    if check in ("torch", "errors", "memory_safety"):
         return True
     if check == "complex_as_real":
         return any(d in COMPLEX_DTYPES for d in entry.dtypes)

@@ -19,7 +19,7 @@ import torch
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from conformance.case import Case, P, Sparse, real_dtype
+from conformance.case import Case, Objective, P, Sparse, real_dtype
 
 _NUMPY = {torch.float16: np.float16, torch.float32: np.float32, torch.float64: np.float64}
 _WIDTH = {torch.float16: 16, torch.bfloat16: 32, torch.float32: 32, torch.float64: 64}
@@ -120,7 +120,10 @@ def starting_state(
         if isinstance(kind, tuple) and kind[0] == "scalar":  # a 0-d state in torch's float32
             state[key] = float(np.float32(draw(st.floats(kind[1], kind[2]))))
             continue
-        a = draw(arrays(dtype, shape, nonneg=nonneg or kind != "any", **kw))
+        key_shape = entry.state_shape(key, shape)
+        if key_shape is None:  # torch keeps no such key for a param of this shape
+            continue
+        a = draw(arrays(dtype, key_shape, nonneg=nonneg or kind != "any", **kw))
         if isinstance(kind, tuple):
             other = state[kind[1]]
             # computed in the dtype, so the inequality holds after rounding
@@ -173,10 +176,12 @@ def cases(
     # vs spec: one sign for params, gradients and momentum-like state, so that no sum in the
     # update cancels (see registry: the one-step bounds hold where the update is well conditioned)
     nonneg = purpose in ("spec", "spec_trajectory", "well_conditioned")
+    # "bounded": signs as drawn, magnitudes as vs spec (Muon's scale invariance: room to scale)
+    bounded = nonneg or purpose in ("bounded", "singular_values")
     # vs spec: magnitudes within [2**-20, 2**20] (and the dtype's own bounds). specs' step_exact
     # evaluates at 50 digits, which is not exact when inputs span more than ~20 orders of
     # magnitude (seen: m = 7.5e50, g = 1, beta1 = 0 gave "exact" param 0 instead of -1.414).
-    if nonneg:
+    if bounded:
         tiny, huge = magnitude_bounds(dtype)
         kw_range = {"lo": max(tiny, 2.0**-20), "hi": min(huge, 2.0**20)}
     else:
@@ -184,13 +189,18 @@ def cases(
     n = draw(st.integers(1, max_params), label="n_params")
     # an optimizer that takes only sparse gradients gets params they can name (>= 1 dim; not
     # empty, see the sparse draw below)
+    fewest, most = entry.param_dims
     least = 1 if entry.sparse_grads == "always" else 0
-    shapes_ = [draw(shapes(max_side=max_side, min_dims=least, min_side=least)) for _ in range(n)]
+    side = 1 if entry.sparse_grads == "always" or not entry.empty_params else 0
+    shapes_ = [
+        draw(shapes(max_dims=most, max_side=max_side, min_dims=max(least, fewest), min_side=side))
+        for _ in range(n)
+    ]
     ps = [
         draw(params(dtype, s, layouts=layouts, subnormals=subnormals, nonneg=nonneg, **kw_range))
         for s in shapes_
     ]
-    n_groups = draw(st.integers(1, min(n, max_groups)))
+    n_groups = draw(st.integers(1, min(n, max_groups, entry.max_groups)))
     # group k gets a contiguous run of param indices; every group non-empty
     cuts = []
     if n_groups > 1:
@@ -219,6 +229,10 @@ def cases(
         if st_i:
             state[i] = st_i
     n_steps = draw(st.integers(*steps), label="steps")
+    if entry.objective:  # the closure computes the gradients
+        grads = [[None] * n for _ in range(n_steps)]
+        objective = draw(objectives(dtype, shapes_), label="objective")
+        return Case(dtype_name, device, ps, groups, state, grads, None, None, False, objective)
     values = {"subnormals": subnormals, "nonneg": nonneg, **kw_range}
     # sparse: a param's gradients are all sparse or all dense (an nn.Embedding(sparse=True) is
     # one or the other); where torch refuses sparse gradients for the group's flags, only the
@@ -270,6 +284,26 @@ def cases(
     # rejects it on some foreach paths, which the torch check turns into error parity
     tensor_lr = purpose == "torch" and draw(st.booleans(), label="tensor_lr")
     return Case(dtype_name, device, ps, groups, state, grads, foreach, torch_foreach, tensor_lr)
+
+
+@st.composite
+def objectives(draw, dtype: torch.dtype, shapes_: list[tuple]) -> Objective:
+    """A strictly convex quadratic per param: a symmetric, strictly diagonally dominant Hessian
+    (off-diagonal entries 0 or of magnitude 2**-8 to 1, each diagonal entry 1/2 to 4 above its
+    row's absolute sum; rounding it into the dtype moves it by far less than 1/2) and an offset
+    of magnitude up to 2, every entry exact in ``dtype``."""
+    hessians, offsets = [], []
+    for shape in shapes_:
+        n = math.prod(shape)
+        off = np.triu(draw(arrays(dtype, (n, n), lo=2.0**-8, hi=1.0)), 1)
+        off = off + off.T
+        margin = draw(
+            arrays(dtype, (n,), lo=0.5, hi=4.0, nonneg=True).filter(lambda m: (m > 0).all())
+        )
+        diagonal = torch.from_numpy(np.abs(off).sum(axis=1) + margin).to(dtype).double().numpy()
+        hessians.append(off + np.diag(diagonal))
+        offsets.append(draw(arrays(dtype, (n,), lo=2.0**-8, hi=2.0)))
+    return Objective(hessians, offsets)
 
 
 @st.composite

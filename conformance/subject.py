@@ -16,6 +16,7 @@ go through the same checks and the same report.
 from __future__ import annotations
 
 import ast
+import functools
 import importlib
 import inspect
 from collections.abc import Mapping
@@ -121,7 +122,7 @@ class Subject:
         """Why the subject refuses ``dtype`` on ``device`` (one step on a tiny param), or None."""
         key = (self.cls, repr(sorted(self.kwargs.items())), dtype, device)
         if key not in _REFUSALS:
-            _REFUSALS[key] = _probe(self.cls, self.kwargs, dtype, device)
+            _REFUSALS[key] = _probe(self.cls, self.kwargs, dtype, device, self.entry)
         return _REFUSALS[key]
 
 
@@ -132,16 +133,23 @@ def _impl():
     return importlib.import_module("impl")
 
 
-def _probe(cls, kwargs: Mapping, dtype: str, device: str) -> str | None:
+def _probe_loss(p):
+    return p.sum().detach()
+
+
+def _probe(cls, kwargs: Mapping, dtype: str, device: str, entry) -> str | None:
     """None if one step with a dense gradient, or else with a sparse one (SparseAdam takes
-    only those), runs; otherwise the dense step's error."""
+    only those), runs; otherwise the dense step's error. The param has the fewest dims the
+    entry draws (at least 1: Muon's are 2-d); a closure optimizer steps with a closure."""
     refusal = None
+    shape = (2,) * max(1, entry.param_dims[0])
     for sparse in (False, True):
         try:
-            p = torch.zeros(2, dtype=DTYPES[dtype], device=device, requires_grad=True)
+            p = torch.zeros(shape, dtype=DTYPES[dtype], device=device, requires_grad=True)
             grad = torch.ones_like(p)
             p.grad = grad.to_sparse() if sparse else grad
-            cls([p], **kwargs).step()
+            opt = cls([p], **kwargs)
+            opt.step(functools.partial(_probe_loss, p) if entry.objective else None)
             return None
         except Exception as e:  # a subject may refuse anything; the report shows the reason
             refusal = refusal or f"the subject refuses {dtype} on {device}: {type(e).__name__}: {e}"

@@ -5,10 +5,13 @@ float32/float64 bitwise identical to torch.optim 2.13's for-loop and foreach pat
 """
 
 from impl.adadelta import Adadelta
+from impl.adafactor import Adafactor
 from impl.adagrad import Adagrad
 from impl.adam import Adam, AdamW
 from impl.adamax import Adamax
 from impl.asgd import ASGD
+from impl.lbfgs import LBFGS
+from impl.muon import Muon
 from impl.nadam import NAdam
 from impl.radam import RAdam
 from impl.rmsprop import RMSprop
@@ -18,12 +21,15 @@ from impl.sparse_adam import SparseAdam
 
 __all__ = [
     "ASGD",
+    "LBFGS",
     "SGD",
     "Adadelta",
+    "Adafactor",
     "Adagrad",
     "Adam",
     "AdamW",
     "Adamax",
+    "Muon",
     "NAdam",
     "RAdam",
     "RMSprop",

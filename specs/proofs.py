@@ -11,6 +11,9 @@ from dataclasses import dataclass, field
 
 import sympy
 
+from . import adafactor as adafactor_spec
+from . import lbfgs as lbfgs_spec
+from . import muon as muon_spec
 from . import papers
 from .algorithms import (
     adam,
@@ -761,6 +764,120 @@ def sparse_adam_is_scaled_eps_adam() -> ProofResult:
     )
 
 
+def adafactor_rank_one_reconstruction() -> ProofResult:
+    """At the first step (w_1 = 1^c = 1) of a 2×3 param whose g² is rank one, g_ij = r_i k_j,
+    the factored estimate R'_i C'_j / mean_i R'_i is g_ij² exactly: Adafactor's factorisation
+    loses nothing on rank-one second moments (eps1 below the mean row factor)."""
+    shape = (2, 3)
+    symbols, outputs = adafactor_spec.statement(shape)
+    r = sympy.symbols("r:2", positive=True)
+    k = sympy.symbols("k:3", positive=True)
+    size = 6
+    grads = {symbols[size + 3 * i + j]: r[i] * k[j] for i in range(2) for j in range(3)}
+    first = {adafactor_spec.T: 1, adafactor_spec.EPS1: 0}
+    zero_state = {x: 0 for x in symbols[2 * size : 2 * size + 5]}
+    env = {**grads, **first, **zero_state}
+    estimate = [(g / u) ** 2 for g, u in zip(grads.values(), outputs["update"], strict=True)]
+    residual = sympy.ImmutableMatrix(
+        [
+            sympy.simplify(e.xreplace(env) - g**2)
+            for e, g in zip(estimate, grads.values(), strict=True)
+        ]
+    )
+    return ProofResult(
+        "adafactor_rank_one_reconstruction",
+        "t = 1, g_ij = r_i k_j: R'_i C'_j / mean R' = g_ij² (the factored estimate is exact)",
+        residual,
+        _is_zero(residual),
+    )
+
+
+def adafactor_factors_are_weighted_means(steps: int = 4) -> ProofResult:
+    """The row factor after t steps is a weighted mean of the t row means seen, with weights
+    w_k Π_{j>k} (1 − w_j) that sum to 1 for any w_2..w_t, because w_1 = 1^c = 1: the starting
+    value drops out and no bias correction is needed (unlike Adam's EMA from zero)."""
+    start = sympy.Symbol("R0", nonnegative=True)
+    means = sympy.symbols(f"a1:{steps + 1}", nonnegative=True)
+    weights = [sympy.Integer(1) ** adafactor_spec.C, *sympy.symbols(f"w2:{steps + 1}")]
+    value = start
+    for w, a in zip(weights, means, strict=True):
+        value = adafactor_spec.ema(value, a, w)
+    value = sympy.expand(value)
+    total = sum(value.coeff(a) for a in means)
+    residual = sympy.ImmutableMatrix([sympy.simplify(total - 1), value.coeff(start)])
+    return ProofResult(
+        "adafactor_factors_are_weighted_means",
+        f"R_{steps} = Σ_k w_k Π_(j>k)(1 − w_j) a_k with weights summing to 1; R_0 drops out",
+        residual,
+        _is_zero(residual),
+    )
+
+
+def _rotation(t: sympy.Symbol) -> sympy.Matrix:
+    """A 2×2 rotation, rationally parametrised (cos, sin) = ((1 − t²), 2t)/(1 + t²)."""
+    c, s = (1 - t**2) / (1 + t**2), 2 * t / (1 + t**2)
+    return sympy.Matrix([[c, -s], [s, c]])
+
+
+def muon_newton_schulz_on_svd() -> ProofResult:
+    """torch's Newton–Schulz step, a X + (b G + c G G) X with G = X Xᵀ, maps X = U diag(s) Vᵀ
+    to U diag(p(s)) Vᵀ, p(x) = a x + b x³ + c x⁵: it acts on the singular values alone, so k
+    steps apply p∘…∘p to them. (2×2, any rotations U and V, symbolic a, b, c, s.)"""
+    a, b, c = sympy.symbols("a b c", real=True)
+    s = sympy.symbols("s1 s2", nonnegative=True)
+    u, v = _rotation(sympy.Symbol("t", real=True)), _rotation(sympy.Symbol("q", real=True))
+    x = u * sympy.diag(*s) * v.T
+    gram = x * x.T
+    torch_step = a * x + (b * gram + c * gram * gram) * x
+    p = [a * si + b * si**3 + c * si**5 for si in s]
+    residual = sympy.simplify(torch_step - u * sympy.diag(*p) * v.T)
+    composed = muon_spec.composition((3.4445, -4.7750, 2.0315), 2)
+    return ProofResult(
+        "muon_newton_schulz_on_svd",
+        "a X + (b XXᵀ + c (XXᵀ)²) X = U diag(p(σ)) Vᵀ for X = U diag(σ) Vᵀ",
+        sympy.ImmutableMatrix(residual),
+        _is_zero(residual),
+        {"p∘p at torch's coefficients, slope at 0": composed.coeff_monomial(muon_spec.X)},
+    )
+
+
+def muon_scale_invariance() -> ProofResult:
+    """The orthogonalised update of κB equals that of B for every κ > 0 with κ‖B‖ above eps:
+    Newton–Schulz starts from B/‖B‖_F (2×2 symbolic). In floating point κ = 2^k scales every
+    rounding exactly (no overflow, no underflow), so the harness checks this bit for bit."""
+    entries = sympy.Matrix(2, 2, sympy.symbols("b:4", real=True))
+    kappa = sympy.Symbol("kappa", positive=True)
+
+    def normalised(m):
+        return m / sympy.sqrt(sum(e**2 for e in m))
+
+    residual = sympy.simplify(normalised(kappa * entries) - normalised(entries))
+    return ProofResult(
+        "muon_scale_invariance",
+        "(κB)/‖κB‖_F = B/‖B‖_F for κ > 0: the Newton–Schulz input, hence the update, is unchanged",
+        sympy.ImmutableMatrix(residual),
+        _is_zero(residual),
+    )
+
+
+def lbfgs_two_loop_is_bfgs_product() -> ProofResult:
+    """The two-loop recursion returns −H g for H the BFGS recursion from γI over the stored
+    pairs, oldest first (n = 3, m = 2 and n = 2, m = 3; symbolic s_i, y_i, g, γ and ρ_i: the
+    identity holds for any ρ_i, 1/(y_iᵀs_i) included)."""
+    residuals = []
+    for n, m in ((3, 2), (2, 3)):
+        pairs, g, gamma = lbfgs_spec.symbolic_pairs(n, m)
+        h = lbfgs_spec.inverse_hessian(pairs, gamma, sympy.eye(n))
+        residuals.extend(sympy.expand(-h * g - lbfgs_spec.two_loop(g, pairs, gamma)))
+    residual = sympy.ImmutableMatrix(residuals)
+    return ProofResult(
+        "lbfgs_two_loop_is_bfgs_product",
+        "two-loop(g; (s_i, y_i, ρ_i), γ) = −[BFGS recursion from γI] g",
+        residual,
+        _is_zero(residual),
+    )
+
+
 ALL_PROOFS: list[Callable[[], ProofResult]] = [
     nesterov_rewrite,
     nesterov_lr_schedule,
@@ -776,4 +893,9 @@ ALL_PROOFS: list[Callable[[], ProofResult]] = [
     rprop_backtracking,
     asgd_polyak_juditsky,
     sparse_adam_is_scaled_eps_adam,
+    adafactor_rank_one_reconstruction,
+    adafactor_factors_are_weighted_means,
+    muon_newton_schulz_on_svd,
+    muon_scale_invariance,
+    lbfgs_two_loop_is_bfgs_product,
 ]
