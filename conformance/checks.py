@@ -95,7 +95,7 @@ def snippet(ctx: Context) -> str:
     return (
         "    import numpy as np\n"
         "    from conformance import checks, registry\n"
-        "    from conformance.case import Case, P, Sparse\n"
+        "    from conformance.case import Case, Objective, P, Sparse\n"
         "    from conformance.subject import Subject, load_class\n"
         f"    case = {ctx.case!r}\n".replace("\n     ", "\n         ")
         + f"    SUBJECT = Subject(load_class({repro.import_path(s.cls)!r}), "

@@ -36,6 +36,7 @@ from matplotlib.patches import Patch
 
 import impl
 import specs
+from conformance.report import measure
 
 X0 = (4.0, 3.0)
 STEPS = 100
@@ -520,7 +521,11 @@ def plot_conformance_heat(table: HeatTable, path: Path) -> Path:
             )
     ax.imshow(image, aspect="auto", interpolation="nearest")
     ax.set_xticks(range(n_cols), [f"{dt}\n{dev}" for dt, dev in table.cols], fontsize=8)
-    ax.set_yticks(range(n_rows), [f"{opt} · {check}" for opt, check in table.rows], fontsize=8)
+    labels = [
+        f"{opt} · {check}" + ("" if measure(check) == "ULP" else f" ({measure(check)})")
+        for opt, check in table.rows
+    ]
+    ax.set_yticks(range(n_rows), labels, fontsize=8)
     ax.xaxis.tick_top()
     ax.set_xticks(np.arange(-0.5, n_cols), minor=True)
     ax.set_yticks(np.arange(-0.5, n_rows), minor=True)

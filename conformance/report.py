@@ -1,6 +1,7 @@
-"""Report rows: ``(subject, optimizer, check, dtype, device)`` -> examples run, max ULP, status,
-reason. ``subject`` is the class under test with its fixed kwargs (``impl.Adam``,
-``torch.optim.adam.Adam(fused=True)``), ``optimizer`` the registry entry it claims.
+"""Report rows: ``(subject, optimizer, check, dtype, device)`` -> examples run, the largest
+error seen (ULPs, or the check's own ``measure``), status, reason. ``subject`` is the class
+under test with its fixed kwargs (``impl.Adam``, ``torch.optim.adam.Adam(fused=True)``),
+``optimizer`` the registry entry it claims.
 
 Each process (an xdist worker, or the only process) keeps its rows in ``ROWS``. Workers hand
 them to the controller through ``workeroutput``; the controller merges them and writes
@@ -28,6 +29,22 @@ FIELDS = (
     "reason",
 )
 KEY = ("subject", "optimizer", "check", "dtype", "device")
+# What a row's number ("max_ulp") measures: ULPs (at scale, vs spec) unless named here; the
+# kinds of the optimizers that are not elementwise have measures of their own
+# (conformance.structured)
+MEASURES = {
+    "factored_moments": "u at scale",
+    "singular_values": "σ error",
+    "two_loop": "u at magnitude",
+    "wolfe": "residual/allowance",
+    "convergence": "|x−x*|/bound",
+}
+
+
+def measure(check: str) -> str:
+    return MEASURES.get(check, "ULP")
+
+
 ROWS: dict[tuple, dict] = {}
 
 
@@ -36,7 +53,11 @@ def row(target, check: str) -> dict:
     key = (s.label, target.entry.name, check, target.dtype, target.device)
     values = (s.label, target.entry.name, check, s.contract, target.dtype, target.device)
     return ROWS.setdefault(
-        key, dict(zip(FIELDS, (*values, 0, None, "skip", "not run"), strict=True))
+        key,
+        {
+            **dict(zip(FIELDS, (*values, 0, None, "skip", "not run"), strict=True)),
+            "measure": measure(check),
+        },
     )
 
 
@@ -117,16 +138,16 @@ def _fmt_ulp(x) -> str:
 
 def markdown(table: list[dict]) -> str:
     lines = [
-        "| subject | optimizer | check | contract | dtype | device | examples | max ULP | status "
-        "| reason |",
-        "|---|---|---|---|---|---|---:|---:|---|---|",
+        "| subject | optimizer | check | contract | dtype | device | examples | max | measure "
+        "| status | reason |",
+        "|---|---|---|---|---|---|---:|---:|---|---|---|",
     ]
     for r in table:
         reason = str(r["reason"]).replace("|", "\\|").replace("\n", " ")[:160]
         lines.append(
             f"| {r.get('subject', '')} | {r['optimizer']} | {r['check']} | {r.get('contract', '')} "
             f"| {r['dtype']} | {r['device']} | {r['examples']} | {_fmt_ulp(r['max_ulp'])} "
-            f"| {r['status']} | {reason} |"
+            f"| {r.get('measure', measure(r['check']))} | {r['status']} | {reason} |"
         )
     counts = {s: sum(r["status"] == s for r in table) for s in ("pass", "fail", "skip")}
     lines.append("")

@@ -264,11 +264,13 @@ TORCH_FUSED = ("SGD", "Adam", "AdamW", "Adagrad")
 
 
 def torch_paths() -> list[Subject]:
-    """torch.optim itself under the ``ulp`` contract: foreach=True, and fused=True where offered."""
+    """torch.optim itself under the ``ulp`` contract: foreach=True, and fused=True where offered;
+    a class with one path (SparseAdam, Muon, LBFGS) as it is."""
     out = []
     for e in registry.REGISTRY:
         if "foreach" not in inspect.signature(e.reference).parameters:
-            continue  # SparseAdam: one path, the one the impl suite checks
+            out.append(Subject(e.reference, e, {}, "ulp"))
+            continue
         out.append(Subject(e.reference, e, {"foreach": True}, "ulp"))
         if e.torch_name in TORCH_FUSED:
             out.append(Subject(e.reference, e, {"fused": True}, "ulp"))

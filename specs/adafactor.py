@@ -19,8 +19,6 @@ shape, over every element at once, and its numeric oracle evaluates it at high p
 from __future__ import annotations
 
 import functools
-import itertools
-import math
 
 import mpmath
 import numpy as np
@@ -49,82 +47,106 @@ def factored(g, rows, cols, w) -> tuple[dict, dict, dict]:
     return new_rows, new_cols, estimate
 
 
-@functools.cache
-def statement(shape: tuple) -> tuple[list, dict[str, list]]:
-    """(input symbols, {output: expressions in C order}) for one step on a param of ``shape``.
+def slice_statement(m: int, n: int) -> tuple[list, dict[str, list]]:
+    """One (m, n) slice of a >= 2-d param: (input symbols g, R, C, t, c, eps1; outputs R', C'
+    and the update direction U = g / sqrt(max(V, eps1²)), in C order)."""
+    g = sympy.Matrix(m, n, sympy.symbols(f"g:{m * n}", real=True))
+    rows = sympy.symbols(f"r:{m}", nonnegative=True)
+    cols = sympy.symbols(f"k:{n}", nonnegative=True)
+    new_rows, new_cols, estimate = factored(g, dict(enumerate(rows)), dict(enumerate(cols)), T**C)
+    update = [
+        g[i, j] / sympy.sqrt(sympy.Max(estimate[i, j], EPS1**2)) for i in range(m) for j in range(n)
+    ]
+    outputs = {
+        "row_var": [new_rows[i] for i in range(m)],
+        "col_var": [new_cols[j] for j in range(n)],
+        "update": update,
+    }
+    return [*g, *rows, *cols, T, C, EPS1], outputs
 
-    Inputs: p, g (C order), then the state (``row_var``/``col_var`` for >= 2-d params, else
-    ``variance``), then ``HYPERS``. The step t is the step *after* the increment."""
-    size = math.prod(shape)
-    p = sympy.symbols(f"p:{size}", real=True)
-    g = sympy.symbols(f"g:{size}", real=True)
-    w = T**C
-    index = {ix: k for k, ix in enumerate(itertools.product(*(range(s) for s in shape)))}
-    outputs: dict[str, list] = {}
-    if len(shape) >= 2:
-        batch, (m, n) = shape[:-2], shape[-2:]
-        row_sym = sympy.symbols(f"r:{math.prod(batch) * m}", nonnegative=True)
-        col_sym = sympy.symbols(f"k:{math.prod(batch) * n}", nonnegative=True)
-        state = [*row_sym, *col_sym]
-        estimate = [None] * size
-        outputs["row_var"], outputs["col_var"] = [], []
-        for b, lead in enumerate(itertools.product(*(range(s) for s in batch))):
-            gm = sympy.Matrix(m, n, lambda i, j, lead=lead: g[index[(*lead, i, j)]])
-            rows = {i: row_sym[b * m + i] for i in range(m)}
-            cols = {j: col_sym[b * n + j] for j in range(n)}
-            new_rows, new_cols, est = factored(gm, rows, cols, w)
-            outputs["row_var"] += [new_rows[i] for i in range(m)]
-            outputs["col_var"] += [new_cols[j] for j in range(n)]
-            for (i, j), v in est.items():
-                estimate[index[(*lead, i, j)]] = v
-    else:
-        var = sympy.symbols(f"v:{size}", nonnegative=True)
-        state = list(var)
-        outputs["variance"] = [ema(v, gi**2, w) for v, gi in zip(var, g, strict=True)]
-        estimate = outputs["variance"]
-    update = [gi / sympy.sqrt(sympy.Max(v, EPS1**2)) for gi, v in zip(g, estimate, strict=True)]
-    alpha = sympy.Max(EPS2, _rms(p)) * sympy.Min(LR, 1 / sympy.sqrt(T))
-    scale = alpha / sympy.Max(1, _rms(update) / D)
-    outputs["param"] = [pi * (1 - LR * WD) - scale * u for pi, u in zip(p, update, strict=True)]
-    outputs["update"] = update  # not stored by torch; the check recovers it where it can
-    return [*p, *g, *state, *HYPERS], outputs
+
+def vector_statement() -> tuple[list, dict[str, list]]:
+    """One element of a 0-d or 1-d param: v' = EMA of g², U = g / sqrt(max(v', eps1²))."""
+    g, v = sympy.Symbol("g", real=True), sympy.Symbol("v", nonnegative=True)
+    new = ema(v, g**2, T**C)
+    return [g, v, T, C, EPS1], {
+        "variance": [new],
+        "update": [g / sympy.sqrt(sympy.Max(new, EPS1**2))],
+    }
+
+
+def param_statement(size: int) -> tuple[list, sympy.Expr]:
+    """The new param from the old, the update U and the hyperparameters: the relative step
+    alpha = max(eps2, RMS(p)) min(lr, 1/sqrt(t)), clipped by max(1, RMS(U)/d), after the
+    decoupled weight decay. Symbols: (rms_p, rms_u, p, u, t, lr, eps2, d, wd)."""
+    rms_p, rms_u, p, u = sympy.symbols("rms_p rms_u p u", real=True)
+    alpha = sympy.Max(EPS2, rms_p) * sympy.Min(LR, 1 / sympy.sqrt(T))
+    new = p * (1 - LR * WD) - alpha / sympy.Max(1, rms_u / D) * u
+    return [rms_p, rms_u, p, u, T, LR, EPS2, D, WD], new
 
 
 @functools.cache
-def _oracle(shape: tuple):
-    symbols, outputs = statement(shape)
+def _lambdified(kind: str, m: int = 0, n: int = 0):
+    symbols, outputs = {"slice": lambda: slice_statement(m, n), "vector": vector_statement}[kind]()
     names = list(outputs)
     flat = [e for name in names for e in outputs[name]]
-    function = sympy.lambdify(symbols, flat, modules="mpmath", cse=True)
-    return names, [len(outputs[n]) for n in names], function
+    return names, [len(outputs[k]) for k in names], sympy.lambdify(symbols, flat, modules="mpmath")
+
+
+@functools.cache
+def _param_function():
+    symbols, expr = param_statement(0)
+    return sympy.lambdify(symbols, expr, modules="mpmath")
+
+
+def _rms(values) -> mpmath.mpf:
+    values = list(values)
+    return mpmath.sqrt(mpmath.fsum(v * v for v in values) / len(values))
 
 
 def exact_step(param, grad, state: dict, hyper: dict, step: int, digits: int = 60) -> dict:
     """The statement evaluated at ``digits`` significant digits, as float64 arrays: ``param``,
     ``update`` and the new state (``row_var`` of shape (..., m, 1), ``col_var`` (..., 1, n),
-    or ``variance``). ``hyper``: torch's group keys, with ``eps1`` resolved (never None)."""
+    or ``variance``). ``hyper``: torch's group keys, with ``eps1`` resolved (never None).
+    Leading dims are a batch of (m, n) slices; only RMS(p) and RMS(U) couple them."""
     shape = tuple(np.shape(param))
-    names, sizes, function = _oracle(shape)
-    if len(shape) >= 2:
-        state_values = [*np.ravel(state["row_var"]), *np.ravel(state["col_var"])]
-    else:
-        state_values = list(np.ravel(state["variance"]))
+    mp = lambda x: mpmath.mpf(float(x))  # noqa: E731
     eps1, eps2 = hyper["eps"]
-    hyper_values = [step, hyper["beta2_decay"], hyper["lr"], eps1, eps2, hyper["d"]]
-    hyper_values.append(hyper["weight_decay"])
-    inputs = [*np.ravel(param), *np.ravel(grad), *state_values, *hyper_values]
     with mpmath.workdps(digits):
-        flat = function(*(mpmath.mpf(float(x)) for x in inputs))
-    flat = [float(v) for v in flat]
-    shapes = {
-        "param": shape,
-        "update": shape,
-        "variance": shape,
-        "row_var": (*shape[:-1], 1),
-        "col_var": (*shape[:-2], 1, shape[-1]) if len(shape) >= 2 else (),
-    }
-    result, start = {}, 0
-    for name, size in zip(names, sizes, strict=True):
-        result[name] = np.array(flat[start : start + size]).reshape(shapes[name])
-        start += size
-    return result
+        t, c, e1 = mp(step), mp(hyper["beta2_decay"]), mp(eps1)
+        g = np.asarray(grad, np.float64)
+        result: dict[str, list] = {}
+        if len(shape) >= 2:
+            m, n = shape[-2:]
+            names, sizes, function = _lambdified("slice", m, n)
+            rows = np.asarray(state["row_var"], np.float64).reshape(-1, m)
+            cols = np.asarray(state["col_var"], np.float64).reshape(-1, n)
+            for gs, rs, cs in zip(g.reshape(-1, m * n), rows, cols, strict=True):
+                out = function(*map(mp, gs), *map(mp, rs), *map(mp, cs), t, c, e1)
+                k = 0
+                for name, size in zip(names, sizes, strict=True):
+                    result.setdefault(name, []).extend(out[k : k + size])
+                    k += size
+        else:
+            names, sizes, function = _lambdified("vector")
+            variance = np.asarray(state["variance"], np.float64).reshape(-1)
+            for gi, vi in zip(g.reshape(-1), variance, strict=True):
+                new, update = function(mp(gi), mp(vi), t, c, e1)
+                result.setdefault("variance", []).append(new)
+                result.setdefault("update", []).append(update)
+        p = [mp(x) for x in np.ravel(param)]
+        rms_p, rms_u = _rms(p), _rms(result["update"])
+        new_param = _param_function()
+        hyper_values = [t, mp(hyper["lr"]), mp(eps2), mp(hyper["d"]), mp(hyper["weight_decay"])]
+        result["param"] = [
+            new_param(rms_p, rms_u, pi, u, *hyper_values)
+            for pi, u in zip(p, result["update"], strict=True)
+        ]
+        shapes = {
+            "param": shape,
+            "update": shape,
+            "variance": shape,
+            "row_var": (*shape[:-1], 1),
+            "col_var": (*shape[:-2], 1, shape[-1]) if len(shape) >= 2 else (),
+        }
+        return {k: np.array([float(x) for x in v]).reshape(shapes[k]) for k, v in result.items()}

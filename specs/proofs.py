@@ -768,14 +768,12 @@ def adafactor_rank_one_reconstruction() -> ProofResult:
     """At the first step (w_1 = 1^c = 1) of a 2×3 param whose g² is rank one, g_ij = r_i k_j,
     the factored estimate R'_i C'_j / mean_i R'_i is g_ij² exactly: Adafactor's factorisation
     loses nothing on rank-one second moments (eps1 below the mean row factor)."""
-    shape = (2, 3)
-    symbols, outputs = adafactor_spec.statement(shape)
+    symbols, outputs = adafactor_spec.slice_statement(2, 3)
     r = sympy.symbols("r:2", positive=True)
     k = sympy.symbols("k:3", positive=True)
-    size = 6
-    grads = {symbols[size + 3 * i + j]: r[i] * k[j] for i in range(2) for j in range(3)}
+    grads = {symbols[3 * i + j]: r[i] * k[j] for i in range(2) for j in range(3)}
     first = {adafactor_spec.T: 1, adafactor_spec.EPS1: 0}
-    zero_state = {x: 0 for x in symbols[2 * size : 2 * size + 5]}
+    zero_state = {x: 0 for x in symbols[6:11]}
     env = {**grads, **first, **zero_state}
     estimate = [(g / u) ** 2 for g, u in zip(grads.values(), outputs["update"], strict=True)]
     residual = sympy.ImmutableMatrix(

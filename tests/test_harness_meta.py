@@ -9,6 +9,9 @@ planted bug has one besides ``torch``, which only reports distances under ``ulp`
 
 from __future__ import annotations
 
+import math
+from unittest import mock
+
 import numpy as np
 import pytest
 import torch
@@ -16,6 +19,9 @@ from hypothesis import HealthCheck, Phase, find, given, settings
 from hypothesis import strategies as st
 from hypothesis.errors import NoSuchExample
 
+import impl
+import impl.lbfgs as impl_lbfgs
+import impl.muon as impl_muon
 from conformance import checks, registry, strategies
 from conformance.case import Case, P, Sparse
 from conformance.checks import ConformanceError
@@ -223,6 +229,77 @@ class EagerDecaySparseAdam(torch.optim.SparseAdam):
         return loss
 
 
+class ColumnMeanAdafactor(torch.optim.Adafactor):
+    """torch's for-loop Adafactor, op for op, but the factored estimate R C is normalised by
+    the mean column factor where torch uses the mean row factor (plain float lr only)."""
+
+    def __init__(self, params, foreach=None, **kwargs):
+        super().__init__(params, foreach=False, **kwargs)
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for group in self.param_groups:
+            eps1, eps2 = group["eps"]
+            lr, wd = group["lr"], group["weight_decay"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                g = -p.grad if group["maximize"] else p.grad
+                state = self.state[p]
+                if not state:
+                    state["step"] = torch.tensor(0.0)
+                    if g.dim() > 1:
+                        state["row_var"] = g.new_zeros((*g.shape[:-1], 1))
+                        state["col_var"] = g.new_zeros((*g.shape[:-2], 1, g.shape[-1]))
+                    else:
+                        state["variance"] = torch.zeros_like(g)
+                eps1 = torch.finfo(p.dtype).eps if eps1 is None else eps1
+                state["step"] += 1
+                t = state["step"].item()
+                weight, rho = t ** group["beta2_decay"], min(lr, 1 / t**0.5)
+                alpha = max(eps2, p.norm(2).item() / (p.numel() ** 0.5)) * rho
+                if wd != 0:
+                    p.mul_(1 - lr * wd)
+                if g.dim() > 1:
+                    row, col = state["row_var"], state["col_var"]
+                    row.lerp_(
+                        torch.norm(g, dim=-1, keepdim=True).square_().div_(g.size(-1)), weight
+                    )
+                    col.lerp_(
+                        torch.norm(g, dim=-2, keepdim=True).square_().div_(g.size(-2)), weight
+                    )
+                    estimate = row @ col
+                    estimate.div_(col.mean(dim=-1, keepdim=True).clamp_(min=eps1))  # the bug
+                else:
+                    state["variance"].lerp_(g * g, weight)
+                    estimate = state["variance"].clone()
+                update = estimate.clamp_(min=eps1 * eps1).rsqrt_().mul_(g)
+                denom = max(1.0, update.norm(2).item() / ((update.numel() ** 0.5) * group["d"]))
+                p.add_(update, alpha=-alpha / denom)
+
+
+class PerturbedNewtonSchulzMuon(impl.Muon):
+    """impl's Muon with Newton-Schulz's cubic coefficient b 10% too large in magnitude."""
+
+    def step(self, closure=None):
+        exact = impl_muon.newton_schulz
+
+        def perturbed(matrix, coefficients, steps, eps):
+            a, b, c = coefficients
+            return exact(matrix, (a, 1.1 * b, c), steps, eps)
+
+        with mock.patch.object(impl_muon, "newton_schulz", perturbed):
+            return super().step(closure)
+
+
+class NoCurvatureCheckLBFGS(impl.LBFGS):
+    """impl's LBFGS keeping every (s, y) pair, also those with y·s <= 1e-10."""
+
+    def step(self, closure):
+        with mock.patch.object(impl_lbfgs, "CURVATURE_EPS", -math.inf):
+            return super().step(closure)
+
+
 PLANTED = [
     # (entry, broken class, check, dtype)
     ("SGD", ForgetfulMomentumSGD, "torch", "float32"),
@@ -242,9 +319,26 @@ PLANTED = [
     ("Adagrad", RsqrtSparseAdagrad, "spec", "float32"),
     ("SparseAdam", EagerDecaySparseAdam, "torch", "float32"),
     ("SparseAdam", EagerDecaySparseAdam, "sparse_rows", "float64"),
+    # the kinds of the optimizers that are not elementwise; the invariants of before
+    # (state_dict_roundtrip, grad_untouched, deterministic) pass all three
+    ("Adafactor", ColumnMeanAdafactor, "factored_moments", "float32"),
+    ("Muon", PerturbedNewtonSchulzMuon, "singular_values", "float32"),
+    ("LBFGS", NoCurvatureCheckLBFGS, "two_loop", "float64"),
 ]
-PURPOSE = {"spec": "spec", "torch": "torch"}
-STEPS = {"spec": (1, 1), "state_dict_roundtrip": (2, 4)}
+PURPOSE = {
+    "spec": "spec",
+    "torch": "torch",
+    "factored_moments": "spec",
+    "singular_values": "singular_values",
+    "two_loop": "bounded",
+}
+STEPS = {
+    "spec": (1, 1),
+    "state_dict_roundtrip": (2, 4),
+    "factored_moments": (1, 1),
+    "singular_values": (1, 1),
+    "two_loop": (1, 6),
+}
 
 
 def _nonzero_inputs(case) -> int:
@@ -395,3 +489,24 @@ def test_memory_safety_finds_torchs_sparse_add_at_a_storage_offset(name):
     with pytest.raises(ConformanceError, match="belongs to no parameter"):
         checks.memory_safety(Subject(entry.reference, entry, contract="ulp"), case)
     checks.memory_safety(Subject(entry.impl, entry), case)
+
+
+NOT_ELEMENTWISE = [
+    ("Adafactor", ColumnMeanAdafactor),
+    ("Muon", PerturbedNewtonSchulzMuon),
+    ("LBFGS", NoCurvatureCheckLBFGS),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "broken"), NOT_ELEMENTWISE, ids=lambda x: getattr(x, "__name__", x)
+)
+@pytest.mark.parametrize("check", ["state_dict_roundtrip", "grad_untouched", "deterministic"])
+@settings(max_examples=10, deadline=None, suppress_health_check=list(HealthCheck))
+@given(data=st.data())
+def test_the_invariants_of_before_pass_the_new_planted_bugs(name, broken, check, data):
+    """Why the new kinds exist: the planted bugs above keep their state, their gradients and
+    their determinism, so only a check of what they compute can catch them."""
+    entry = registry.BY_NAME[name]
+    case = data.draw(strategies.cases(entry, "float64", "cpu", purpose="bounded", steps=(1, 3)))
+    checks.CHECKS[check](Subject(broken, entry), case)

@@ -38,7 +38,7 @@ def test_a_cuda_run_keeps_the_cpu_rows(tmp_path):
     assert {(r["device"], r["status"]) for r in table} == {("cpu", "pass"), ("cuda", "skip")}
     assert json.loads((tmp_path / "conformance.json").read_text()) == table
     md = (tmp_path / "conformance.md").read_text()
-    assert "| impl.Adam | Adam | torch | bitwise | float32 | cuda | 0 | – | skip |" in md
+    assert "| impl.Adam | Adam | torch | bitwise | float32 | cuda | 0 | – | ULP | skip |" in md
 
 
 def test_a_rerun_on_the_same_device_replaces_its_rows(tmp_path):
@@ -54,4 +54,4 @@ def test_an_infinite_distance_is_written_as_inf(tmp_path):
     rows = {}
     report.merge(rows, [_row("cpu", ulp=float("inf"), status="fail")])
     report.write(tmp_path, rows)
-    assert "| inf | fail |" in (tmp_path / "conformance.md").read_text()
+    assert "| inf | ULP | fail |" in (tmp_path / "conformance.md").read_text()
