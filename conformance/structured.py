@@ -134,7 +134,12 @@ def singular_values(subject, case: Case) -> float:
     """One step from a zero param (weight decay off, lr 1) reads the orthogonalised update O
     back as -p'/lr_adj. Its singular values must match |p^(k)| of the exact normalised
     momentum's, one to one, within ``structured_bounds.muon_singular_values``. Measure: the
-    largest singular-value error of the best matching."""
+    largest singular-value error of the best matching.
+
+    Then the elementwise tail: the case as drawn (its params, lr and weight decay) must end at
+    p (1 - lr wd) + t per element, t the update the same run from zero params adds; within
+    one rounding of each term and of the result, plus gradual underflow."""
+    tail = _elementwise_tail(subject, case.replace(grads=case.grads[:1]))
     dtype = real_dtype(case.torch_dtype)
     groups = [{**g, "weight_decay": 0.0, "lr": 1.0} for g in case.groups]
     zero = [type(p)(np.zeros_like(p.values), p.layout) for p in case.params]
@@ -172,7 +177,40 @@ def singular_values(subject, case: Case) -> float:
                 f"{exact.tolist()} within {bound.tolist()} ({steps} Newton-Schulz steps)",
             )
         worst = max(worst, float(errors.max(initial=0.0)))
+    tail()
     return worst
+
+
+def _elementwise_tail(subject, case: Case):
+    """The check of Muon's tail, to run after the singular values (their failure first)."""
+    dtype = real_dtype(case.torch_dtype)
+    info = torch.finfo(dtype)
+    zero = [type(p)(np.zeros_like(p.values), p.layout) for p in case.params]
+    from_zero = case.replace(params=zero)
+    ctx = Context("singular_values", subject, case, "p (1 - lr wd) + the update from zero params")
+    ctx.runs = (
+        repro.run_of(subject, case.foreach, case),
+        repro.run_of(subject, case.foreach, from_zero),
+    )
+
+    def check():
+        _, moved = run(subject, from_zero, foreach=case.foreach)
+        _, actual = run(subject, case, foreach=case.foreach)
+        lr_of = {i: (g["lr"], g["weight_decay"]) for g in case.groups for i in g["params"]}
+        for i, (a, t) in enumerate(zip(actual, moved, strict=True)):
+            before = np.asarray(case.params[i].values, np.float64)
+            if case.grads[0][i] is None:
+                expected, allowed = before, 0.0
+            else:
+                lr, wd = lr_of[i]
+                decayed, step = before * (1 - lr * wd), to_numpy(t)
+                expected = decayed + step
+                # the decay's two roundings, the add's, and the update's own in the dtype
+                terms = np.abs(expected) + 2 * np.abs(decayed) + np.abs(step)
+                allowed = 1.5 * _u(dtype) * terms + 2 * info.tiny * info.eps
+            _assert_within(ctx, f"step 1, param {i} (tail)", to_numpy(a), expected, allowed, 1.0)
+
+    return check
 
 
 @explained
