@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -501,7 +502,11 @@ def plot_conformance_heat(table: HeatTable, path: Path) -> Path:
     # clip: an infinite distance (NaN against a number) takes the darkest colour
     norm = LogNorm(vmin=1, vmax=max([10.0, *finite]), clip=True)
     n_rows, n_cols = len(table.rows), len(table.cols)
-    label_width = 0.075 * max((len(f"{a} · {b}") for a, b in table.rows), default=20)
+    labels = [
+        f"{opt} · {check}" + ("" if measure(check) == "ULP" else f" ({measure(check)})")
+        for opt, check in table.rows
+    ]
+    label_width = 0.075 * max((len(label) for label in labels), default=20)
     fig = Figure(
         figsize=(1.5 + label_width + 1.25 * n_cols, 1.8 + 0.32 * n_rows),
         dpi=DPI,
@@ -521,17 +526,13 @@ def plot_conformance_heat(table: HeatTable, path: Path) -> Path:
             )
     ax.imshow(image, aspect="auto", interpolation="nearest")
     ax.set_xticks(range(n_cols), [f"{dt}\n{dev}" for dt, dev in table.cols], fontsize=8)
-    labels = [
-        f"{opt} · {check}" + ("" if measure(check) == "ULP" else f" ({measure(check)})")
-        for opt, check in table.rows
-    ]
     ax.set_yticks(range(n_rows), labels, fontsize=8)
     ax.xaxis.tick_top()
     ax.set_xticks(np.arange(-0.5, n_cols), minor=True)
     ax.set_yticks(np.arange(-0.5, n_rows), minor=True)
     ax.grid(which="minor", color="white", lw=1.5)
     ax.tick_params(which="minor", length=0)
-    fig.colorbar(ScalarMappable(norm, cmap), ax=ax, label="max ULP (log)", shrink=0.6)
+    fig.colorbar(ScalarMappable(norm, cmap), ax=ax, label="max error (log)", shrink=0.6)
     handles = [
         Patch(color=BITWISE_COLOR, label="bitwise (0 ULP)"),
         Patch(color=PASS_COLOR, label="pass (no ULP measured)"),
@@ -540,13 +541,17 @@ def plot_conformance_heat(table: HeatTable, path: Path) -> Path:
         Patch(facecolor=MISSING_COLOR, edgecolor="grey", label="— no such row in the report"),
     ]
     ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.01), ncol=2, fontsize=8)
-    ax.set_title("Max ULP per subject × check × dtype × device")
+    ax.set_title(
+        "Max error per subject × check × dtype × device (ULP unless the row names a measure)"
+    )
     return _save(fig, path)
 
 
-def _skip_labels(reasons: dict[str, int]) -> list[str]:
-    """'skip' with each reason and how many report rows gave it."""
-    return [f"skip: {reason} ({n} rows)" for reason, n in reasons.items()] or ["skip"]
+def _skip_labels(reasons: dict[str, int], width: int = 110) -> list[str]:
+    """'skip' with each reason and how many report rows gave it, wrapped to ``width``."""
+    return [
+        textwrap.fill(f"skip: {reason} ({n} rows)", width) for reason, n in reasons.items()
+    ] or ["skip"]
 
 
 def _save(fig: Figure, path: Path) -> Path:

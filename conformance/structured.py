@@ -72,7 +72,7 @@ def factored_moments(subject, case: Case) -> float:
     """One step from the case's state vs ``specs.adafactor``'s exact statement: the row and
     column factors (or ``variance``) within their relative bounds, the param within the
     absolute allowance assembled from its terms (``structured_bounds``). Params without a
-    gradient keep their value and state. Measure: error in units of u at scale."""
+    gradient keep their value. Measure: error in units of u at scale."""
     ctx = Context("factored_moments", subject, case, "specs.adafactor (exact, 60 digits)")
     ctx.runs = (repro.run_of(subject, case.foreach, case),)
     dtype = real_dtype(case.torch_dtype)
@@ -95,9 +95,9 @@ def factored_moments(subject, case: Case) -> float:
         old = {k: np.asarray(start.get(k, zeros[k]), np.float64) for k in zeros}
         exact = adafactor_spec.exact_step(before, np.asarray(grad), old, group, t)
         # the relative rounding model needs normal numbers: no output beyond the dtype's range,
-        # and no square of g or product of factors below its smallest normal (float16)
+        # and none of g², the new factors and their products below its smallest normal
+        # (float16 draws reach there)
         assume(all(np.all(np.abs(exact[k]) < info.max / 4) for k in ("param", *state)))
-        # (float16), for g², the factors, their products and the new state
         values = [np.square(np.asarray(grad, np.float64)), *(exact[k] for k in state)]
         if "row_var" in exact:
             values.append(exact["row_var"] * exact["col_var"])
@@ -123,7 +123,8 @@ def factored_moments(subject, case: Case) -> float:
 
 
 # -- Muon ---------------------------------------------------------------------------------------
-def _momentum_inputs(case: Case, i: int, group: dict) -> tuple[np.ndarray, np.ndarray]:
+def _momentum_inputs(case: Case, i: int) -> tuple[np.ndarray, np.ndarray]:
+    """Param ``i``'s first gradient and starting momentum buffer (zeros when fresh)."""
     grad = np.asarray(case.grads[0][i], np.float64)
     buffer = np.asarray(case.state.get(i, {}).get("momentum_buffer", np.zeros(grad.shape)))
     return grad, buffer
@@ -153,7 +154,7 @@ def singular_values(subject, case: Case) -> float:
         if case.grads[0][i] is None:
             continue
         group = group_of[i]
-        grad, buffer = _momentum_inputs(case, i, group)
+        grad, buffer = _momentum_inputs(case, i)
         _, matrix = muon_spec.momentum_input(grad, buffer, group["momentum"], group["nesterov"])
         norm = float(np.linalg.norm(matrix))
         assume(norm > 2 * group["eps"] and norm < 2.0**60)  # the clamp and bf16's norm aside
