@@ -300,6 +300,53 @@ class NoCurvatureCheckLBFGS(impl.LBFGS):
             return super().step(closure)
 
 
+class DoubleDecayMuon(impl.Muon):
+    """impl's Muon applying its decoupled weight decay twice."""
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is not None:
+                    p.mul_(1 - group["lr"] * group["weight_decay"])
+        return super().step(closure)
+
+
+class EpsAddedMuon(impl.Muon):
+    """impl's Muon normalising by |B| + 1e-3 (an eps added) where torch clamps |B| at eps."""
+
+    def step(self, closure=None):
+        exact = impl_muon.newton_schulz
+
+        def added(matrix, coefficients, steps, eps):
+            norm = matrix.bfloat16().norm()
+            return exact(matrix * (norm / (norm + 1e-3)).to(matrix.dtype), coefficients, steps, eps)
+
+        with mock.patch.object(impl_muon, "newton_schulz", added):
+            return super().step(closure)
+
+
+class LooseWolfeLBFGS(impl.LBFGS):
+    """impl's LBFGS whose line search accepts a curvature condition with c2 = 0.999."""
+
+    def step(self, closure):
+        exact = impl_lbfgs.strong_wolfe
+
+        def loose(*args, **kwargs):
+            return exact(*args, **{**kwargs, "c2": 0.999})
+
+        with mock.patch.object(impl_lbfgs, "strong_wolfe", loose):
+            return super().step(closure)
+
+
+class SteepestDescentLBFGS(impl.LBFGS):
+    """impl's LBFGS ignoring its history: every direction is -g."""
+
+    def step(self, closure):
+        with mock.patch.object(impl_lbfgs, "two_loop_direction", lambda g, *rest, **kw: g.neg()):
+            return super().step(closure)
+
+
 PLANTED = [
     # (entry, broken class, check, dtype)
     ("SGD", ForgetfulMomentumSGD, "torch", "float32"),
@@ -324,13 +371,24 @@ PLANTED = [
     ("Adafactor", ColumnMeanAdafactor, "factored_moments", "float32"),
     ("Muon", PerturbedNewtonSchulzMuon, "singular_values", "float32"),
     ("LBFGS", NoCurvatureCheckLBFGS, "two_loop", "float64"),
+    ("Muon", DoubleDecayMuon, "singular_values", "float32"),
+    ("Muon", EpsAddedMuon, "scale_invariance", "float32"),
+    ("LBFGS", LooseWolfeLBFGS, "wolfe", "float64"),
+    ("LBFGS", SteepestDescentLBFGS, "convergence", "float64"),
 ]
+# shrunk sizes that cannot go lower: Muon's params are 2-d (the shrinker stops at 2x3 for a
+# double weight decay), a loose curvature condition needs a few coordinates to show, and
+# steepest descent still converges within 100 iterations on every drawn quadratic below 9-d
+LARGEST_SHRUNK = {"singular_values": 6, "wolfe": 6, "convergence": 9}
 PURPOSE = {
     "spec": "spec",
     "torch": "torch",
     "factored_moments": "spec",
     "singular_values": "singular_values",
     "two_loop": "bounded",
+    "scale_invariance": "bounded",
+    "wolfe": "bounded",
+    "convergence": "bounded",
 }
 STEPS = {
     "spec": (1, 1),
@@ -338,6 +396,9 @@ STEPS = {
     "factored_moments": (1, 1),
     "singular_values": (1, 1),
     "two_loop": (1, 6),
+    "scale_invariance": (1, 3),
+    "wolfe": (1, 4),
+    "convergence": (1, 1),
 }
 
 
@@ -405,7 +466,7 @@ def test_planted_bug_is_caught_with_a_small_example(name, broken, check, dtype, 
     # after the shape and so hold it up), and all but a few drawn values shrunk to zero
     sizes = [p.values.size // (2 if "complex" in case.dtype else 1) for p in case.params]
     sparse = any(isinstance(g, Sparse) for step in case.grads for g in step)
-    assert sum(sizes) <= (8 if sparse else 4), case
+    assert sum(sizes) <= (8 if sparse else LARGEST_SHRUNK.get(check, 4)), case
     assert _nonzero_inputs(case) <= 3, case
     # the failure explains itself and its snippet replays it without Hypothesis
     with pytest.raises(ConformanceError) as info:
