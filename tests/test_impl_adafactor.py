@@ -14,7 +14,6 @@ import copy
 import itertools
 import pickle
 import re
-import warnings
 
 import pytest
 import torch
@@ -24,6 +23,7 @@ from torch.testing._internal import common_optimizers as torch_table
 from impl.adafactor import Adafactor
 from tests._bitwise import assert_bitwise_equal, assert_state_dicts_bitwise_equal
 from tests._torch_pairs import clone_params, pattern
+from tests._torch_table import error_outcome
 
 INFO = next(info for info in torch_table.optim_db if info.optim_cls is torch.optim.Adafactor)
 STEPS = 5
@@ -112,30 +112,6 @@ def _error_inputs():
     return INFO.optim_error_inputs_func(device="cpu", dtype=torch.float32)
 
 
-def _outcome(cls, error_input):
-    """What constructing (and, for step-time errors, stepping) raises or warns: (class,
-    message); the replay of tests/test_impl_errors.py."""
-    optim_input = copy.deepcopy(error_input.optimizer_error_input)
-    params = optim_input.params
-    if params is None:
-        params = [Parameter(torch.zeros(2))]
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            opt = cls(params, **optim_input.kwargs)
-            if error_input.error_on == torch_table.OptimizerErrorEnum.STEP_ERROR:
-                for group in opt.param_groups:
-                    for p in group["params"]:
-                        p.grad = torch.ones_like(p)
-                opt.step()
-        except Exception as e:
-            return type(e), str(e)
-    for w in caught:
-        if issubclass(w.category, UserWarning) and "optimizer" in str(w.message):
-            return w.category, str(w.message)
-    return None, None
-
-
 @pytest.mark.parametrize(
     "index",
     range(len(_error_inputs())),
@@ -143,10 +119,10 @@ def _outcome(cls, error_input):
 )
 def test_replays_torch_error_inputs(index):
     error_input = _error_inputs()[index]
-    theirs = _outcome(torch.optim.Adafactor, error_input)
+    theirs = error_outcome(torch.optim.Adafactor, error_input)
     assert theirs[0] is not None, "torch itself no longer raises here"
     assert re.search(error_input.error_regex, theirs[1]), "torch's message changed"
-    assert _outcome(Adafactor, error_input) == theirs
+    assert error_outcome(Adafactor, error_input) == theirs
 
 
 def _construct(cls, kwargs):

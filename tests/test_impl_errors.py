@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import copy
 import re
-import warnings
 
 import pytest
 import torch
@@ -17,6 +16,7 @@ from torch.testing._internal import common_optimizers as torch_table
 import impl
 from tests._bitwise import assert_bitwise_equal, assert_state_dicts_bitwise_equal
 from tests._torch_pairs import OPTIMIZER_NAMES, PAIRS
+from tests._torch_table import error_outcome
 
 ERROR_INPUT_FUNCS = {
     name: getattr(torch_table, f"optim_error_inputs_func_{name.lower()}")
@@ -27,29 +27,6 @@ ERROR_INPUT_FUNCS = {
 def _torch_error_inputs(name: str):
     torch.manual_seed(0)  # torch's table draws its sample params with randn; values are irrelevant
     return ERROR_INPUT_FUNCS[name](device="cpu", dtype=torch.float32)
-
-
-def _outcome(cls, error_input):
-    """What constructing (and, for step-time errors, stepping) raises or warns: (class, message)."""
-    optim_input = copy.deepcopy(error_input.optimizer_error_input)
-    params = optim_input.params
-    if params is None:
-        params = [Parameter(torch.zeros(2))]
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            opt = cls(params, **optim_input.kwargs)
-            if error_input.error_on == torch_table.OptimizerErrorEnum.STEP_ERROR:
-                for group in opt.param_groups:
-                    for p in group["params"]:
-                        p.grad = torch.ones_like(p)
-                opt.step()
-        except Exception as e:
-            return type(e), str(e)
-    for w in caught:
-        if issubclass(w.category, UserWarning) and "optimizer" in str(w.message):
-            return w.category, str(w.message)
-    return None, None
 
 
 CASES = [
@@ -68,10 +45,10 @@ def test_torch_table_has_error_inputs(name):
 def test_replays_torch_error_inputs(name, index):
     error_input = _torch_error_inputs(name)[index]
     impl_cls, torch_cls = PAIRS[name]
-    theirs = _outcome(torch_cls, error_input)
+    theirs = error_outcome(torch_cls, error_input)
     assert theirs[0] is not None, "torch itself no longer raises here"
     assert re.search(error_input.error_regex, theirs[1]), "torch's message changed"
-    assert _outcome(impl_cls, error_input) == theirs
+    assert error_outcome(impl_cls, error_input) == theirs
 
 
 HYPERPARAMETER_ERRORS = {

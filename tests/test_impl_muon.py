@@ -12,7 +12,6 @@ from __future__ import annotations
 import copy
 import itertools
 import re
-import warnings
 
 import pytest
 import torch
@@ -24,6 +23,7 @@ from torch.testing._internal import common_optimizers as torch_table
 from impl.muon import Muon, muon_update, newton_schulz
 from tests._bitwise import assert_bitwise_equal, assert_state_dicts_bitwise_equal
 from tests._torch_pairs import clone_params, pattern
+from tests._torch_table import error_outcome
 
 INFO = next(info for info in torch_table.optim_db if info.optim_cls is torch.optim.Muon)
 DEFAULT_COEFFICIENTS = (3.4445, -4.7750, 2.0315)
@@ -118,40 +118,16 @@ def _error_inputs():
     return INFO.optim_error_inputs_func(device="cpu", dtype=torch.float32)
 
 
-def _outcome(cls, error_input):
-    """What constructing (and, for step-time errors, stepping) raises or warns: (class, message).
-    The logic of tests/test_impl_errors.py, copied so the two files stay independent."""
-    optim_input = copy.deepcopy(error_input.optimizer_error_input)
-    params = optim_input.params
-    if params is None:
-        params = [Parameter(torch.zeros(2, 2))]
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            opt = cls(params, **optim_input.kwargs)
-            if error_input.error_on == torch_table.OptimizerErrorEnum.STEP_ERROR:
-                for group in opt.param_groups:
-                    for p in group["params"]:
-                        p.grad = torch.ones_like(p)
-                opt.step()
-        except Exception as e:
-            return type(e), str(e)
-    for w in caught:
-        if issubclass(w.category, UserWarning) and "optimizer" in str(w.message):
-            return w.category, str(w.message)
-    return None, None
-
-
 @pytest.mark.parametrize(
     "index",
     [pytest.param(i, id=e.optimizer_error_input.desc) for i, e in enumerate(_error_inputs())],
 )
 def test_replays_torch_error_inputs(index):
     error_input = _error_inputs()[index]
-    theirs = _outcome(torch.optim.Muon, error_input)
+    theirs = error_outcome(torch.optim.Muon, error_input, (2, 2))
     assert theirs[0] is not None, "torch itself no longer raises here"
     assert re.search(error_input.error_regex, theirs[1]), "torch's message changed"
-    assert _outcome(Muon, error_input) == theirs
+    assert error_outcome(Muon, error_input, (2, 2)) == theirs
 
 
 def test_torch_error_table_is_not_vacuous():
