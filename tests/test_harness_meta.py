@@ -379,7 +379,9 @@ PLANTED = [
 # shrunk sizes that cannot go lower: Muon's params are 2-d (the shrinker stops at 2x3 for a
 # double weight decay), a loose curvature condition needs a few coordinates to show, and
 # steepest descent still converges within 100 iterations on every drawn quadratic below 9-d
-LARGEST_SHRUNK = {"singular_values": 6, "wolfe": 6, "convergence": 9}
+# and scale invariance broken by an added eps shrank to 4 elements here but to three params of
+# 8 elements in CI's clean clone (the shrinker's path differed there)
+LARGEST_SHRUNK = {"singular_values": 6, "wolfe": 6, "convergence": 9, "scale_invariance": 8}
 PURPOSE = {
     "spec": "spec",
     "torch": "torch",

@@ -18,7 +18,7 @@ from torch.testing._internal import common_optimizers as torch_table
 import impl
 from tests._bitwise import assert_bitwise_equal, assert_state_dicts_bitwise_equal
 from tests._torch_pairs import clone_params, pattern
-from tests.test_impl_errors import _outcome
+from tests._torch_table import error_outcome
 
 DTYPES = [
     pytest.param(d, id=str(d).removeprefix("torch."))
@@ -311,9 +311,9 @@ def _torch_error_inputs():
 )
 def test_replays_torch_error_inputs(index):
     error_input = _torch_error_inputs()[index]
-    theirs = _outcome(torch.optim.SparseAdam, error_input)
+    theirs = error_outcome(torch.optim.SparseAdam, error_input)
     assert theirs[0] is not None, "torch itself no longer raises here"
-    assert _outcome(impl.SparseAdam, error_input) == theirs
+    assert error_outcome(impl.SparseAdam, error_input) == theirs
 
 
 @pytest.mark.parametrize(
