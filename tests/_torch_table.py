@@ -33,3 +33,13 @@ def error_outcome(cls, error_input, shape: tuple = (2,)):
         if issubclass(w.category, UserWarning) and "optimizer" in str(w.message):
             return w.category, str(w.message)
     return None, None
+
+
+def construction_outcome(cls, kwargs: dict, params=None, shape: tuple = (2,)):
+    """What ``cls(params, **kwargs)`` raises: (class, message), or (None, None). ``params``
+    default to one zero param of ``shape``."""
+    try:
+        cls(params if params is not None else [Parameter(torch.zeros(shape))], **kwargs)
+    except Exception as e:
+        return type(e), str(e)
+    return None, None

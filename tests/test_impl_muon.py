@@ -23,7 +23,7 @@ from torch.testing._internal import common_optimizers as torch_table
 from impl.muon import Muon, muon_update, newton_schulz
 from tests._bitwise import assert_bitwise_equal, assert_state_dicts_bitwise_equal
 from tests._torch_pairs import clone_params, pattern
-from tests._torch_table import error_outcome
+from tests._torch_table import construction_outcome, error_outcome
 
 INFO = next(info for info in torch_table.optim_db if info.optim_cls is torch.optim.Muon)
 DEFAULT_COEFFICIENTS = (3.4445, -4.7750, 2.0315)
@@ -135,11 +135,7 @@ def test_torch_error_table_is_not_vacuous():
 
 
 def _construct(cls, kwargs, params=None):
-    try:
-        cls(params if params is not None else [Parameter(torch.zeros(2, 2))], **kwargs)
-    except Exception as e:
-        return type(e), str(e)
-    return None, None
+    return construction_outcome(cls, kwargs, params, shape=(2, 2))
 
 
 @pytest.mark.parametrize(
