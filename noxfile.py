@@ -1,4 +1,5 @@
-"""Sessions: ``tests`` (unit tests), ``conformance`` (the CPU x CUDA matrix), ``audit``
+"""Sessions: ``tests`` (unit tests), ``conformance`` (the CPU x CUDA matrix),
+``conformance-fused`` (impl's fused=True kernels through the same checks), ``audit``
 (torch.optim's own foreach and fused paths through the same checks), ``conformance-explore``
 (random seed, thorough counts, a database on disk), ``lint``, ``figures``, ``bench``.
 
@@ -57,6 +58,26 @@ def conformance(session: nox.Session, device: str) -> None:
         )
     finally:  # draw the pictures of a failing run too: that is when the red cells matter
         session.run("python", "-m", "conformance.figures", "--out", "reports")
+
+
+@nox.session(python=PYTHON, name="conformance-fused")
+def conformance_fused(session: nox.Session) -> None:
+    """impl's own fused=True kernels (the ``fast`` extra) through every check of the matrix, CPU,
+    under the ``ulp`` contract (within the spec's derived bound; the distance to torch's
+    for-loop path reported): writes reports/fused.{json,md}."""
+    _install(session, "harness,plot,fast")
+    session.run(
+        "pytest",
+        "conformance",
+        "-n",
+        "auto",
+        "--device=cpu",
+        "--hypothesis-profile=ci",
+        "--conformance-suite=impl-fused",
+        "--conformance-report=fused",
+        *session.posargs,
+        env=SINGLE_THREADED,
+    )
 
 
 @nox.session(python=PYTHON, name="conformance-explore")
@@ -131,8 +152,10 @@ def figures(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def bench(session: nox.Session) -> None:
-    """impl/torch.optim step-time ratios, measured interleaved in one run; asserts nothing."""
-    _install(session, "harness")
+    """impl/torch.optim step-time ratios (fused kernels, for-loop path), first-call and memory
+    costs, measured interleaved in one run; prints them and writes reports/bench.json. Asserts
+    nothing."""
+    _install(session, "harness,fast")
     session.run("python", "-m", "conformance.benchmark", *session.posargs)
 
 

@@ -61,8 +61,9 @@ def pytest_addoption(parser):
     group.addoption(
         "--conformance-suite",
         choices=sorted(subjects_.SUITES),
-        help="a built-in set of subjects: impl (the default) or torch (torch.optim's foreach and "
-        "fused paths under the ulp contract)",
+        help="a built-in set of subjects: impl (the default), impl-fused (impl's fused=True "
+        "kernels) or torch (torch.optim's foreach and fused paths), the last two under the ulp "
+        "contract",
     )
     group.addoption(
         "--conformance-dtypes",

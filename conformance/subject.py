@@ -16,6 +16,7 @@ go through the same checks and the same report.
 from __future__ import annotations
 
 import ast
+import dataclasses
 import functools
 import importlib
 import inspect
@@ -56,6 +57,10 @@ class Subject:
             )
         if not self.label:
             object.__setattr__(self, "label", describe(self.cls, self.kwargs))
+        if self.kwargs.get("fused") and self.entry.sparse_grads == "maybe":
+            # torch's fused kernels refuse sparse gradients, so a fused path is drawn dense ones
+            # (its refusal is pinned by tests/test_impl_fused.py)
+            object.__setattr__(self, "entry", dataclasses.replace(self.entry, sparse_grads="never"))
 
     @property
     def id(self) -> str:
@@ -277,4 +282,15 @@ def torch_paths() -> list[Subject]:
     return out
 
 
-SUITES = {"impl": impl_subjects, "torch": torch_paths}
+def impl_fused() -> list[Subject]:
+    """impl's own single-pass kernels (``fused=True``, the ``fast`` extra) under the ``ulp``
+    contract: within the derived bound of the exact spec; the distance to torch's for-loop path
+    is reported."""
+    return [
+        Subject(getattr(_impl(), e.torch_name), e, {"fused": True}, "ulp")
+        for e in registry.REGISTRY
+        if e.torch_name in TORCH_FUSED
+    ]
+
+
+SUITES = {"impl": impl_subjects, "torch": torch_paths, "impl-fused": impl_fused}

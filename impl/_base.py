@@ -14,19 +14,27 @@ from torch import Tensor
 from torch.optim import Optimizer
 from torch.optim.optimizer import _default_to_fused_or_foreach
 
+from impl import _fused
 from impl._ops import FOR_LOOP, FOREACH, Ops, _as_real
 
-# torch.optim flags whose code paths are not written here. Accepting them and running the
-# for-loop path would silently change numerics (fused) or semantics (differentiable).
+# torch.optim flags whose code paths are not written here (fused: only where a class has
+# kernels). Accepting them and running the for-loop path would silently change numerics
+# (fused) or semantics (differentiable).
 UNSUPPORTED_FLAGS = ("fused", "capturable", "differentiable")
 
 
-def scalar_dtype() -> torch.dtype:
-    """The dtype of torch's ``step`` tensors: float64 only under a float64 default dtype."""
+def scalar_dtype(fused=False) -> torch.dtype:
+    """The dtype of torch's ``step`` tensors: float64 only under a float64 default dtype, and
+    float32 always on the fused path."""
+    if fused:
+        return torch.float32
     return torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32
 
 
-def new_step() -> Tensor:
+def new_step(group: dict | None = None, p: Tensor | None = None) -> Tensor:
+    """A zero ``step``: on the CPU, or for a fused group float32 on the param's device (torch)."""
+    if group is not None and group.get("fused"):
+        return torch.zeros((), dtype=scalar_dtype(fused=True), device=p.device)
     return torch.tensor(0.0, dtype=scalar_dtype())
 
 
@@ -83,6 +91,8 @@ class VerifiedOptimizer(Optimizer):
     foreach_takes_sparse: bool = False
     #: Group keys that checkpoints from older torch versions may lack, with torch's fill-ins.
     group_fill_ins: dict = {}
+    #: The class has single-pass kernels for ``fused=True`` (``_fused_update``).
+    has_fused_kernels: bool = False
 
     # -- subclass interface -------------------------------------------------------------------
     def _state_keys(self, group: dict) -> tuple[str, ...]:
@@ -96,13 +106,31 @@ class VerifiedOptimizer(Optimizer):
     def _update(self, ops: Ops, group: dict, params, grads, state: dict[str, list]) -> None:
         raise NotImplementedError
 
+    def _fused_update(self, group: dict, params, grads, state: dict[str, list]) -> None:
+        """The fused step of a group (classes with ``has_fused_kernels``), via ``impl._fused``."""
+        raise NotImplementedError
+
     def _check_grads(self, group: dict, grads: list[Tensor]) -> None:
         if self.sparse_error is not None and any(g.is_sparse for g in grads):
             raise RuntimeError(self.sparse_error)
 
+    def _enable_fused(self, fused) -> None:
+        """For a fused optimizer: numba must be there (an ImportError naming the extra, at
+        construction rather than at the first step), and GradScaler may hand the step its
+        ``grad_scale`` and ``found_inf``, as it does torch's fused optimizers."""
+        if fused:
+            _fused.kernels()
+            self._step_supports_amp_scaling = True
+
+    def _amp_tensors(self) -> dict:
+        return {
+            "grad_scale": getattr(self, "grad_scale", None),
+            "found_inf": getattr(self, "found_inf", None),
+        }
+
     # -- torch.optim.Optimizer ----------------------------------------------------------------
     def add_param_group(self, param_group: dict) -> None:
-        _reject_unsupported_flags(type(self).__name__, {**self.defaults, **param_group})
+        _reject_unsupported_flags(self, {**self.defaults, **param_group})
         super().add_param_group(param_group)
 
     def __setstate__(self, state: dict) -> None:
@@ -113,7 +141,8 @@ class VerifiedOptimizer(Optimizer):
             for p in group["params"]:
                 p_state = self.state.get(p, {})
                 if "step" in p_state and not torch.is_tensor(p_state["step"]):
-                    p_state["step"] = torch.tensor(float(p_state["step"]), dtype=scalar_dtype())
+                    step = new_step(group, p)
+                    p_state["step"] = step.fill_(float(p_state["step"]))
 
     def step(self, closure=None):
         """Perform a single optimization step.
@@ -134,7 +163,9 @@ class VerifiedOptimizer(Optimizer):
         # Validate everything before touching anything: a bad group must not leave earlier
         # groups stepped and later ones not (torch raises mid-loop; we raise first).
         for group, params in work:
-            _reject_unsupported_flags(type(self).__name__, group)
+            _reject_unsupported_flags(self, group)
+            if group.get("fused"):
+                _fused.check_params(type(self).__name__, params)
             self._check_grads(group, [p.grad for p in params])
 
         with torch.no_grad():
@@ -152,7 +183,20 @@ class VerifiedOptimizer(Optimizer):
                     self._init_state(group, p, self.state[p])
         grads = [p.grad for p in params]
         state = {key: [self.state[p].get(key) for p in params] for key in keys}
+        if group.get("fused"):
+            self._fused_update(group, params, grads, state)
+        else:
+            self._step_paths(group, params, grads, state)
+        # Entries the update created (SGD's first momentum buffers) become the parameters' state
+        # once the whole group has stepped: torch stores them after its functional call, so a
+        # step that raises half-way keeps none of them (its params already moved).
+        for key, values in state.items():
+            for p, value in zip(params, values):
+                if value is not None and key not in self.state[p]:
+                    self.state[p][key] = value
 
+    def _step_paths(self, group: dict, params, grads, state: dict[str, list]) -> None:
+        """The for-loop or foreach path, where torch.optim would take it."""
         foreach = group["foreach"]
         if foreach is None:
             _, foreach = _default_to_fused_or_foreach(params, differentiable=False, use_fused=False)
@@ -170,13 +214,6 @@ class VerifiedOptimizer(Optimizer):
                 for key, values in run_state.items():
                     for i, value in zip(run, values):
                         state[key][i] = value
-        # Entries the update created (SGD's first momentum buffers) become the parameters' state
-        # once the whole group has stepped: torch stores them after its functional call, so a
-        # step that raises half-way keeps none of them (its params already moved).
-        for key, values in state.items():
-            for p, value in zip(params, values):
-                if value is not None and key not in self.state[p]:
-                    self.state[p][key] = value
 
     def _run(self, ops: Ops, group: dict, params, grads, state: dict[str, list]) -> None:
         """One update; entries it creates are written into ``state``'s lists."""
@@ -192,8 +229,11 @@ class VerifiedOptimizer(Optimizer):
                     given[key][j] = value
 
 
-def _reject_unsupported_flags(name: str, group: dict) -> None:
+def _reject_unsupported_flags(optimizer: VerifiedOptimizer, group: dict) -> None:
+    name = type(optimizer).__name__
     for flag in UNSUPPORTED_FLAGS:
+        if flag == "fused" and optimizer.has_fused_kernels:
+            continue
         if group.get(flag):
             raise NotImplementedError(
                 f"impl.{name} does not implement {flag}=True: only the for-loop path "

@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from impl import _fused
 from impl._base import (
     VerifiedOptimizer,
     check_fused_combinations,
@@ -95,10 +96,13 @@ class Adagrad(VerifiedOptimizer):
 
     State is created eagerly in ``__init__`` (unlike every other torch optimizer). Complex
     parameters are updated through ``view_as_real``. Sparse gradients are supported, but not
-    together with weight decay. ``fused`` and ``differentiable`` raise ``NotImplementedError``.
+    together with weight decay. ``fused=True`` (CPU, the ``fast`` extra) runs impl's own
+    single-pass kernel (``impl._kernels.adagrad``; see ``Adam``). ``differentiable`` raises
+    ``NotImplementedError``.
     """
 
     group_fill_ins = {"foreach": None, "maximize": False, "differentiable": False, "fused": None}
+    has_fused_kernels = True
 
     def __init__(
         self,
@@ -142,6 +146,7 @@ class Adagrad(VerifiedOptimizer):
             "fused": fused,
         }
         super().__init__(params, defaults)
+        self._enable_fused(fused)
         for group in self.param_groups:
             for p in group["params"]:
                 self._init_state(group, p, self.state[p])
@@ -153,6 +158,8 @@ class Adagrad(VerifiedOptimizer):
                 self.state[p]["sum"].share_memory_()
 
     def _check_grads(self, group, grads):
+        if group["fused"] and any(g.is_sparse for g in grads):
+            raise RuntimeError("`fused` does not support sparse grad or complex param")
         if group["weight_decay"] != 0 and any(g.is_sparse for g in grads):
             raise RuntimeError("weight_decay option is not compatible with sparse gradients")
 
@@ -162,7 +169,7 @@ class Adagrad(VerifiedOptimizer):
     def _init_state(self, group, p, state):
         # torch reads the constructor's value, never a param group's override.
         initial = self.defaults["initial_accumulator_value"]
-        state["step"] = new_step()
+        state["step"] = new_step(group, p)
         state["sum"] = torch.full_like(
             p,
             complex(initial, initial) if torch.is_complex(p) else initial,
@@ -181,4 +188,24 @@ class Adagrad(VerifiedOptimizer):
             weight_decay=group["weight_decay"],
             eps=group["eps"],
             maximize=group["maximize"],
+        )
+
+    def _fused_update(self, group, params, grads, state):
+        scalars = {
+            "lr": _fused._scalar(group["lr"]),
+            "lr_decay": group["lr_decay"],
+            "weight_decay": group["weight_decay"],
+            "eps": group["eps"],
+            "maximize": group["maximize"],
+        }
+        _fused.check_arguments("_fused_adagrad_", 4, **scalars)
+        _fused.run(
+            "adagrad",
+            params,
+            list(zip(params, grads, state["sum"])),
+            (True, False, True),
+            *(float(scalars[k]) for k in ("lr", "lr_decay", "eps", "weight_decay")),
+            group["maximize"],
+            steps=state["step"],
+            **self._amp_tensors(),
         )

@@ -6,11 +6,12 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from impl import _fused
 from impl._base import (
     VerifiedOptimizer,
     check_adam_family,
     check_fused_combinations,
-    scalar_dtype,
+    new_step,
     to_scalar,
 )
 from impl._ops import Ops, decay_weights, step_counts
@@ -106,11 +107,18 @@ class Adam(VerifiedOptimizer):
     eps outside the square root), but its default is ``lr=0.01`` where torch's is ``lr=1e-3``,
     and its ``beta1*v + (1-beta1)*g`` rounds differently from ``lerp``.
 
-    Complex parameters are updated through ``view_as_real``. ``fused``, ``capturable`` and
+    ``fused=True`` (CPU, the ``fast`` extra) runs impl's own single-pass kernel
+    (``impl._kernels.adam``): the same operations with a correctly rounded square root, the half
+    types computed in float32 and rounded once, any layout, and ``GradScaler``'s
+    ``grad_scale``/``found_inf``. It is verified within the spec's ULP bound, not bitwise
+    against the for-loop path (neither is torch's fused step).
+
+    Complex parameters are updated through ``view_as_real``. ``capturable`` and
     ``differentiable`` raise ``NotImplementedError``. Sparse gradients raise as in torch.
     """
 
     sparse_error = "Adam does not support sparse gradients, please consider SparseAdam instead"
+    has_fused_kernels = True
     group_fill_ins = {
         "amsgrad": False,
         "maximize": False,
@@ -176,6 +184,7 @@ class Adam(VerifiedOptimizer):
             "decoupled_weight_decay": decoupled_weight_decay,
         }
         super().__init__(params, defaults)
+        self._enable_fused(fused)
 
     def _check_grads(self, group, grads):
         super()._check_grads(group, grads)
@@ -190,8 +199,9 @@ class Adam(VerifiedOptimizer):
         return (*keys, "max_exp_avg_sq") if group["amsgrad"] else keys
 
     def _init_state(self, group, p, state):
-        # ``step`` lives on the CPU whatever the param's device (torch: cheap .item()).
-        state["step"] = torch.tensor(0.0, dtype=scalar_dtype(), device="cpu")
+        # ``step`` lives on the CPU whatever the param's device (torch: cheap .item()), except
+        # on the fused path (float32, on the param's device).
+        state["step"] = new_step(group, p)
         state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
         state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
         if group["amsgrad"]:
@@ -215,6 +225,38 @@ class Adam(VerifiedOptimizer):
             amsgrad=group["amsgrad"],
             maximize=group["maximize"],
             decoupled_weight_decay=group["decoupled_weight_decay"],
+        )
+
+    def _fused_update(self, group, params, grads, state):
+        beta1, beta2 = group["betas"]
+        amsgrad = group["amsgrad"]
+        scalars = {
+            "amsgrad": amsgrad,
+            "lr": _fused._scalar(group["lr"]),
+            "beta1": beta1,
+            "beta2": beta2,
+            "weight_decay": group["weight_decay"],
+            "eps": group["eps"],
+            "maximize": group["maximize"],
+        }
+        decoupled = group["decoupled_weight_decay"]
+        _fused.check_arguments("_fused_adamw_" if decoupled else "_fused_adam_", 6, **scalars)
+        vmax = state["max_exp_avg_sq"] if amsgrad else [None] * len(params)
+        _fused.run(
+            "adam",
+            params,
+            list(zip(params, grads, state["exp_avg"], state["exp_avg_sq"], vmax)),
+            (True, False, True, True, amsgrad),
+            float(scalars["lr"]),
+            float(beta1),
+            float(beta2),
+            float(group["eps"]),
+            float(group["weight_decay"]),
+            decoupled,
+            amsgrad,
+            group["maximize"],
+            steps=state["step"],
+            **self._amp_tensors(),
         )
 
 

@@ -3,8 +3,10 @@ MomentumGD and NesterovGD as one drop-in for ``torch.optim.SGD``."""
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 
+from impl import _fused
 from impl._base import VerifiedOptimizer, check_fused_combinations, check_tensor_lr, to_scalar
 from impl._ops import FOR_LOOP, Ops
 
@@ -84,12 +86,14 @@ class SGD(VerifiedOptimizer):
 
     Complex parameters use complex arithmetic (no ``view_as_real``), as in torch. Sparse gradients
     are supported; on the foreach path they go through the foreach kernels, as in torch, all but
-    the final per-tensor add into the params. ``fused=True`` and ``differentiable=True`` raise
-    ``NotImplementedError``.
+    the final per-tensor add into the params. ``fused=True`` (CPU, the ``fast`` extra) runs
+    impl's own single-pass kernel (``impl._kernels.sgd``; see ``Adam``). ``differentiable=True``
+    raises ``NotImplementedError``.
     """
 
     complex_as_real = False
     foreach_takes_sparse = True
+    has_fused_kernels = True
     group_fill_ins = {
         "nesterov": False,
         "maximize": False,
@@ -134,6 +138,11 @@ class SGD(VerifiedOptimizer):
             "fused": fused,
         }
         super().__init__(params, defaults)
+        self._enable_fused(fused)
+
+    def _check_grads(self, group, grads):
+        if group["fused"] and any(g.is_sparse for g in grads):
+            raise RuntimeError("`_fused_sgd` does not support sparse gradients")
 
     def _state_keys(self, group):
         return ("momentum_buffer",) if group["momentum"] != 0 else ()
@@ -150,4 +159,36 @@ class SGD(VerifiedOptimizer):
             weight_decay=group["weight_decay"],
             nesterov=group["nesterov"],
             maximize=group["maximize"],
+        )
+
+    def _fused_update(self, group, params, grads, state):
+        momentum = group["momentum"]
+        scalars = {
+            "weight_decay": group["weight_decay"],
+            "momentum": momentum,
+            "lr": _fused._scalar(group["lr"]),
+            "dampening": group["dampening"],
+            "nesterov": group["nesterov"],
+            "maximize": group["maximize"],
+        }
+        _fused.check_arguments("_fused_sgd_", 3, **scalars, is_first_step=False)
+        amp = self._amp_tensors()
+        if amp["found_inf"] is not None and amp["found_inf"].item() == 1.0:
+            return  # a skipped step creates no momentum buffer either
+        buffers = state.get("momentum_buffer", [None] * len(params))
+        first_step = [buf is None for buf in buffers]
+        if momentum != 0:
+            for i, new in enumerate(first_step):
+                if new:  # filled by the kernel: the first buffer is the gradient itself
+                    buffers[i] = torch.empty_like(grads[i])
+        _fused.run(
+            "sgd",
+            params,
+            list(zip(params, grads, buffers)),
+            (True, False, True),
+            *(float(scalars[k]) for k in ("lr", "momentum", "dampening", "weight_decay")),
+            group["nesterov"],
+            group["maximize"],
+            per_tensor=first_step,
+            **amp,
         )

@@ -18,8 +18,10 @@ import torch
 from hypothesis import HealthCheck, Phase, find, given, settings
 from hypothesis import strategies as st
 from hypothesis.errors import NoSuchExample
+from numba import njit
 
 import impl
+import impl._kernels as impl_kernels
 import impl.lbfgs as impl_lbfgs
 import impl.muon as impl_muon
 from conformance import checks, registry, strategies
@@ -347,6 +349,51 @@ class SteepestDescentLBFGS(impl.LBFGS):
             return super().step(closure)
 
 
+@njit(error_model="numpy")
+def _adam_tail_without_bias_correction(
+    addresses, numels, token, lr, beta1, beta2, eps, weight_decay, decoupled, amsgrad, *rest
+):
+    """impl's Adam kernel (serial, plain flags) with a planted bug: in each tensor's scalar
+    tail, the elements after its last full 16-lane vector, the first bias correction is
+    forgotten (step size lr instead of lr / (1 - beta1^t)). No grad scale, no maximize."""
+    k = impl_kernels
+    for t in range(numels.size):
+        n = numels[t]
+        p, g = k._view(addresses[t, 0], 0, n, token), k._view(addresses[t, 1], 0, n, token)
+        m, v = k._view(addresses[t, 2], 0, n, token), k._view(addresses[t, 3], 0, n, token)
+        vmax = k._view(addresses[t, 4], 0, n if amsgrad else 0, token)
+        step = k._step_count(addresses[t, 5])
+        bias_correction2_sqrt = k.opmath(token, math.sqrt(1.0 - beta2**step))
+        for i in range(n):
+            in_tail = i >= n - n % 16
+            neg_step_size = k.opmath(token, -lr if in_tail else -(lr / (1.0 - beta1**step)))
+            grad, param = k.load(g, i), k.load(p, i)
+            if weight_decay != 0.0:
+                if decoupled:
+                    param = param * k.opmath(token, 1.0 - lr * weight_decay)
+                else:
+                    grad = k.fma(k.opmath(token, weight_decay), param, grad)
+            mean = k.fma(k.opmath(token, 1.0 - beta1), grad - k.load(m, i), k.load(m, i))
+            second = k.fma(
+                k.opmath(token, 1.0 - beta2) * grad, grad, k.load(v, i) * k.opmath(token, beta2)
+            )
+            k.store(m, i, mean)
+            k.store(v, i, second)
+            if amsgrad:
+                second = k._maximum(k.load(vmax, i), second)
+                k.store(vmax, i, second)
+            denom = math.sqrt(second) / bias_correction2_sqrt + k.opmath(token, eps)
+            k.store(p, i, param + (neg_step_size * mean) / denom)
+
+
+class TailWithoutBiasCorrectionAdam(impl.Adam):
+    """impl's Adam(fused=True) running the planted kernel above."""
+
+    def _fused_update(self, group, params, grads, state):
+        with mock.patch.object(impl_kernels, "adam", _adam_tail_without_bias_correction):
+            super()._fused_update(group, params, grads, state)
+
+
 PLANTED = [
     # (entry, broken class, check, dtype)
     ("SGD", ForgetfulMomentumSGD, "torch", "float32"),
@@ -462,7 +509,30 @@ def test_every_planted_bug_is_judged_under_the_ulp_contract_too():
     ids=[f"{b.__name__}-{c}-{d}-{k}" for _, b, c, d, k in PLANTED_BY_CONTRACT],
 )
 def test_planted_bug_is_caught_with_a_small_example(name, broken, check, dtype, contract):
-    subject = Subject(broken, registry.BY_NAME[name], contract=contract)
+    _assert_caught_small_and_replayed(
+        Subject(broken, registry.BY_NAME[name], contract=contract), name, check, dtype
+    )
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_a_planted_kernel_bug_in_the_scalar_tail_is_caught(dtype):
+    """The fused path's own planted bug, under its ``ulp`` contract; impl's real kernel passes
+    the same check (the ``impl-fused`` suite, and the baseline below)."""
+    entry = registry.BY_NAME["Adam"]
+    broken = Subject(TailWithoutBiasCorrectionAdam, entry, {"fused": True}, contract="ulp")
+    _assert_caught_small_and_replayed(broken, "Adam", "spec", dtype)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+@settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck))
+@given(data=st.data())
+def test_impls_real_kernel_passes_the_check_that_catches_the_planted_one(dtype, data):
+    entry = registry.BY_NAME["Adam"]
+    case = data.draw(strategies.cases(entry, dtype, "cpu", purpose="spec", steps=(1, 1)))
+    checks.matches_spec(Subject(impl.Adam, entry, {"fused": True}, "ulp"), case)
+
+
+def _assert_caught_small_and_replayed(subject, name, check, dtype):
     case = _caught(subject, check, dtype)
     # shrunk: at most 4 param elements in all (8 with sparse gradients, whose indices are drawn
     # after the shape and so hold it up), and all but a few drawn values shrunk to zero

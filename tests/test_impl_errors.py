@@ -116,6 +116,7 @@ UNSUPPORTED = [
     for name in OPTIMIZER_NAMES
     for flag in ("fused", "capturable", "differentiable")
     if flag in PAIRS[name][1].__init__.__code__.co_varnames
+    and not (flag == "fused" and PAIRS[name][0].has_fused_kernels)
 ]
 
 
