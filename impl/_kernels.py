@@ -106,12 +106,12 @@ def _bf16_bits_to_f32(bits):
 
 @njit
 def _f32_to_bf16_bits(value):
-    """float32 rounded to nearest-even bfloat16 (c10::BFloat16's rule, NaN -> 0x7FC0)."""
-    if value != value:
-        return np.uint16(0x7FC0)
+    """float32 rounded to nearest-even bfloat16 (c10::BFloat16's rule, NaN -> 0x7FC0). Written
+    without a branch on NaN, so that LLVM vectorises it (a select)."""
     bits = _f32_as_u32(value)
     bias = ((bits >> np.uint32(16)) & np.uint32(1)) + np.uint32(0x7FFF)
-    return np.uint16((bits + bias) >> np.uint32(16))
+    rounded = np.uint16((bits + bias) >> np.uint32(16))
+    return rounded if value == value else np.uint16(0x7FC0)
 
 
 # -- storage <-> compute precision, chosen by the array's dtype at compile time ---------------
@@ -169,12 +169,11 @@ def _opmath(token, value):
 
 @njit(inline="always")
 def _maximum(a, b):
-    """torch.maximum: NaN if either is NaN (``std::max``, in torch's scalar tail, is not)."""
-    if a != a or b > a:
-        return b
-    if b != b:
-        return b
-    return a
+    """torch.maximum: NaN if either is NaN (``std::max``, in torch's scalar tail, is not).
+    Selects, not branches, so that LLVM vectorises it."""
+    larger = b if b > a else a
+    larger = b if b != b else larger
+    return a if a != a else larger
 
 
 @njit(inline="always")
@@ -217,6 +216,41 @@ def _tasks(numels):
 # store the quotient back into the gradient, as torch's fused kernels do under GradScaler.
 
 
+# Conditional stores (the grad under a grad scale, amsgrad's maximum, SGD's buffer) keep LLVM
+# from vectorising a loop over 16-bit elements, so each kernel's element loop is an inline
+# function called once per combination of those flags, with the flags as constants: every loop
+# LLVM sees stores unconditionally. The other flags are branch-free selects.
+
+
+@njit(inline="always")
+def _adam_span(p, g, m, v, vmax, count, scaled, amsgrad, c, shared, neg_step_size, bc2_sqrt):
+    scale, decay, shrink, w, w_minus_one, b2, one_minus_b2, eps = c
+    maximize, decoupled, small_weight = shared
+    for i in range(count):
+        grad = load(g, i)
+        if scaled:
+            grad = grad / scale
+            store(g, i, grad)
+        grad = -grad if maximize else grad
+        param = load(p, i)
+        param = param * shrink if decoupled else param
+        grad = fma(decay, param, grad) if decay != 0 else grad
+        mean = load(m, i)
+        # torch's lerp: fma(w, g - m, m) for |w| < 0.5, else fma(w - 1, g - m, g)
+        if small_weight:
+            mean = fma(w, grad - mean, mean)
+        else:
+            mean = fma(w_minus_one, grad - mean, grad)
+        second = fma(one_minus_b2 * grad, grad, load(v, i) * b2)
+        store(m, i, mean)
+        store(v, i, second)
+        if amsgrad:
+            second = _maximum(load(vmax, i), second)
+            store(vmax, i, second)
+        denom = math.sqrt(second) / bc2_sqrt + eps
+        store(p, i, param + (neg_step_size * mean) / denom)
+
+
 @njit(parallel=True, cache=True, error_model="numpy")
 def adam(
     addresses,
@@ -234,15 +268,19 @@ def adam(
 ):
     """Operands: param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq (0 unless amsgrad), step."""
     tensor, start = _tasks(numels)
-    scale = opmath(token, grad_scale)
-    lerp_weight = opmath(token, 1.0 - beta1)
-    small_weight = abs(lerp_weight) < opmath(token, 0.5)
-    lerp_weight_minus_one = lerp_weight - opmath(token, 1.0)
-    b2 = opmath(token, beta2)
-    one_minus_b2 = opmath(token, 1.0 - beta2)
-    decay = opmath(token, weight_decay)
-    shrink = opmath(token, 1.0 - lr * weight_decay)
-    eps_ = opmath(token, eps)
+    w = opmath(token, 1.0 - beta1)
+    c = (
+        opmath(token, grad_scale),
+        opmath(token, 0.0 if decoupled else weight_decay),
+        opmath(token, 1.0 - lr * weight_decay),
+        w,
+        w - opmath(token, 1.0),
+        opmath(token, beta2),
+        opmath(token, 1.0 - beta2),
+        opmath(token, eps),
+    )
+    shared = (maximize, decoupled and weight_decay != 0.0, abs(w) < opmath(token, 0.5))
+    scaled = grad_scale > 0.0
     for k in prange(tensor.size):
         t, first = tensor[k], start[k]
         count = min(CHUNK, numels[t] - first)
@@ -252,34 +290,35 @@ def adam(
         v = _view(addresses[t, 3], first, count, token)
         vmax = _view(addresses[t, 4], first, count if amsgrad else 0, token)
         step = _step_count(addresses[t, 5])
-        neg_step_size = opmath(token, -(lr / (1.0 - beta1**step)))
-        bias_correction2_sqrt = opmath(token, math.sqrt(1.0 - beta2**step))
-        for i in range(count):
-            grad = load(g, i)
-            if grad_scale > 0.0:
-                grad = grad / scale
-                store(g, i, grad)
-            if maximize:
-                grad = -grad
-            param = load(p, i)
-            if weight_decay != 0.0:
-                if decoupled:
-                    param = param * shrink
-                else:
-                    grad = fma(decay, param, grad)
-            mean = load(m, i)
-            if small_weight:  # torch's lerp: fma(w, g - m, m), or fma(w - 1, g - m, g)
-                mean = fma(lerp_weight, grad - mean, mean)
-            else:
-                mean = fma(lerp_weight_minus_one, grad - mean, grad)
-            second = fma(one_minus_b2 * grad, grad, load(v, i) * b2)
-            store(m, i, mean)
-            store(v, i, second)
+        s = opmath(token, -(lr / (1.0 - beta1**step)))
+        b = opmath(token, math.sqrt(1.0 - beta2**step))
+        if scaled:
             if amsgrad:
-                second = _maximum(load(vmax, i), second)
-                store(vmax, i, second)
-            denom = math.sqrt(second) / bias_correction2_sqrt + eps_
-            store(p, i, param + (neg_step_size * mean) / denom)
+                _adam_span(p, g, m, v, vmax, count, True, True, c, shared, s, b)
+            else:
+                _adam_span(p, g, m, v, vmax, count, True, False, c, shared, s, b)
+        elif amsgrad:
+            _adam_span(p, g, m, v, vmax, count, False, True, c, shared, s, b)
+        else:
+            _adam_span(p, g, m, v, vmax, count, False, False, c, shared, s, b)
+
+
+@njit(inline="always")
+def _sgd_span(p, g, buf, count, scaled, momentum, first, c, maximize, nesterov):
+    scale, decay, mu, one_minus_dampening, neg_lr = c
+    for i in range(count):
+        grad = load(g, i)
+        if scaled:
+            grad = grad / scale
+            store(g, i, grad)
+        grad = -grad if maximize else grad
+        param = load(p, i)
+        grad = fma(decay, param, grad) if decay != 0 else grad
+        if momentum:
+            velocity = grad if first else fma(one_minus_dampening, grad, load(buf, i) * mu)
+            store(buf, i, velocity)
+            grad = fma(mu, velocity, grad) if nesterov else velocity
+        store(p, i, fma(neg_lr, grad, param))
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
@@ -299,48 +338,56 @@ def sgd(
     """Operands: param, grad, momentum_buffer (0 without momentum). ``first_step[t]``: the
     buffer is new, so it becomes the gradient (no dampening on step 1)."""
     tensor, start = _tasks(numels)
-    scale = opmath(token, grad_scale)
-    neg_lr = opmath(token, -lr)
-    mu = opmath(token, momentum)
-    one_minus_dampening = opmath(token, 1.0 - dampening)
-    decay = opmath(token, weight_decay)
+    c = (
+        opmath(token, grad_scale),
+        opmath(token, weight_decay),
+        opmath(token, momentum),
+        opmath(token, 1.0 - dampening),
+        opmath(token, -lr),
+    )
+    scaled = grad_scale > 0.0
+    has_momentum = momentum != 0.0
     for k in prange(tensor.size):
         t, first = tensor[k], start[k]
         count = min(CHUNK, numels[t] - first)
         p = _view(addresses[t, 0], first, count, token)
         g = _view(addresses[t, 1], first, count, token)
-        buf = _view(addresses[t, 2], first, count if momentum != 0.0 else 0, token)
-        first = first_step[t]
-        for i in range(count):
-            grad = load(g, i)
-            if grad_scale > 0.0:
-                grad = grad / scale
-                store(g, i, grad)
-            if maximize:
-                grad = -grad
-            param = load(p, i)
-            if weight_decay != 0.0:
-                grad = fma(decay, param, grad)
-            if momentum != 0.0:
-                if first:
-                    velocity = grad
-                else:
-                    velocity = fma(one_minus_dampening, grad, load(buf, i) * mu)
-                store(buf, i, velocity)
-                if nesterov:
-                    grad = fma(mu, velocity, grad)
-                else:
-                    grad = velocity
-            store(p, i, fma(neg_lr, grad, param))
+        buf = _view(addresses[t, 2], first, count if has_momentum else 0, token)
+        new = first_step[t]
+        if scaled:
+            if has_momentum:
+                _sgd_span(p, g, buf, count, True, True, new, c, maximize, nesterov)
+            else:
+                _sgd_span(p, g, buf, count, True, False, new, c, maximize, nesterov)
+        elif has_momentum:
+            _sgd_span(p, g, buf, count, False, True, new, c, maximize, nesterov)
+        else:
+            _sgd_span(p, g, buf, count, False, False, new, c, maximize, nesterov)
+
+
+@njit(inline="always")
+def _adagrad_span(p, g, s, count, scaled, c, maximize, neg_clr):
+    scale, decay, eps = c
+    for i in range(count):
+        grad = load(g, i)
+        if scaled:
+            grad = grad / scale
+            store(g, i, grad)
+        grad = -grad if maximize else grad
+        param = load(p, i)
+        grad = fma(decay, param, grad) if decay != 0 else grad
+        total = fma(grad, grad, load(s, i))
+        store(s, i, total)
+        std = math.sqrt(total) + eps
+        store(p, i, param + (neg_clr * grad) / std)
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
 def adagrad(addresses, numels, token, lr, lr_decay, eps, weight_decay, maximize, grad_scale):
     """Operands: param, grad, sum, step."""
     tensor, start = _tasks(numels)
-    scale = opmath(token, grad_scale)
-    decay = opmath(token, weight_decay)
-    eps_ = opmath(token, eps)
+    c = (opmath(token, grad_scale), opmath(token, weight_decay), opmath(token, eps))
+    scaled = grad_scale > 0.0
     for k in prange(tensor.size):
         t, first = tensor[k], start[k]
         count = min(CHUNK, numels[t] - first)
@@ -349,20 +396,10 @@ def adagrad(addresses, numels, token, lr, lr_decay, eps, weight_decay, maximize,
         s = _view(addresses[t, 2], first, count, token)
         step = _step_count(addresses[t, 3])
         neg_clr = opmath(token, -lr / (1.0 + (step - 1.0) * lr_decay))
-        for i in range(count):
-            grad = load(g, i)
-            if grad_scale > 0.0:
-                grad = grad / scale
-                store(g, i, grad)
-            if maximize:
-                grad = -grad
-            param = load(p, i)
-            if weight_decay != 0.0:
-                grad = fma(decay, param, grad)
-            total = fma(grad, grad, load(s, i))
-            store(s, i, total)
-            std = math.sqrt(total) + eps_
-            store(p, i, param + (neg_clr * grad) / std)
+        if scaled:
+            _adagrad_span(p, g, s, count, True, c, maximize, neg_clr)
+        else:
+            _adagrad_span(p, g, s, count, False, c, maximize, neg_clr)
 
 
 # -- exposed for the tests of the half-type conversions ---------------------------------------
