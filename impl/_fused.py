@@ -37,8 +37,8 @@ def kernels():
 def check_params(name: str, params: Sequence[Tensor]) -> None:
     """torch's refusal of non-floating params and unknown devices, then impl's own: a device
     torch has fused kernels for but impl does not (CUDA today) gets a clear error, never a
-    silent fallback to another path."""
-    for p in params:
+    silent fallback to another path. One param of each (device, dtype) is checked."""
+    for p in {(p.device, p.dtype): p for p in params}.values():
         _device_dtype_check_for_fused(p)
         if p.device.type != "cpu":
             raise NotImplementedError(
@@ -100,30 +100,40 @@ class _Operands:
         self.keep_alive: list[Tensor] = []
 
     def add(self, tensors: Sequence[Tensor | None], step: Tensor | None = None) -> None:
-        p = tensors[0]
-        present = [t for t in tensors if t is not None]
-        if all(t.is_contiguous() for t in present) or (
-            _dense(p) and all(t.stride() == p.stride() for t in present)
-        ):
-            row = [0 if t is None else t.data_ptr() for t in tensors]
-        else:  # layouts disagree: run on row-major copies, copy the results back
-            row = []
-            for t, written in zip(tensors, self.written):
-                if t is None or t.is_contiguous():
-                    row.append(0 if t is None else t.data_ptr())
-                    continue
-                staged = t.contiguous()
-                self.keep_alive.append(staged)
-                if written:
-                    self.write_back.append((t, staged))
-                row.append(staged.data_ptr())
+        row = []
+        for t in tensors:  # the common case, written for speed: every operand contiguous
+            if t is None:
+                row.append(0)
+            elif t.is_contiguous():
+                row.append(t.data_ptr())
+            else:
+                row = self._strided_row(tensors)
+                break
         if step is not None:
             if step.dtype != torch.float32:  # the kernel reads a float32 step, as torch's does
                 step = step.float()
                 self.keep_alive.append(step)
             row.append(step.data_ptr())
         self.rows.append(row)
-        self.numels.append(p.numel())
+        self.numels.append(tensors[0].numel())
+
+    def _strided_row(self, tensors: Sequence[Tensor | None]) -> list[int]:
+        p = tensors[0]
+        present = [t for t in tensors if t is not None]
+        if _dense(p) and all(t.stride() == p.stride() for t in present):
+            # one dense block each, elements in the same order: walk the memory directly
+            return [0 if t is None else t.data_ptr() for t in tensors]
+        row = []  # layouts disagree: run on row-major copies, copy the results back
+        for t, written in zip(tensors, self.written):
+            if t is None or t.is_contiguous():
+                row.append(0 if t is None else t.data_ptr())
+                continue
+            staged = t.contiguous()
+            self.keep_alive.append(staged)
+            if written:
+                self.write_back.append((t, staged))
+            row.append(staged.data_ptr())
+        return row
 
     def arrays(self):
         import numpy as np
@@ -142,10 +152,16 @@ def _buckets(params: Sequence[Tensor]) -> dict[torch.dtype, list[int]]:
     return out
 
 
-def _use_torch_threads() -> None:
+#: Elements per thread below which a step runs on fewer threads (torch's ``GRAIN_SIZE``): waking
+#: a thread costs more than it saves on a small step.
+GRAIN = 32768
+
+
+def _use_torch_threads(elements: int) -> None:
     import numba
 
-    numba.set_num_threads(min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
+    wanted = min(torch.get_num_threads(), max(1, elements // GRAIN))
+    numba.set_num_threads(min(wanted, numba.config.NUMBA_NUM_THREADS))
 
 
 def run(
@@ -180,12 +196,12 @@ def run(
         scale = 0.0 if grad_scale is None else float(grad_scale.item())
         written = [written[0], scale > 0.0, *written[2:]]
         flags = None if per_tensor is None else np.array(per_tensor, dtype=np.bool_)
-        _use_torch_threads()
         for dtype, idx in _buckets(params).items():
             bucket = _Operands(written)
             for i in idx:
                 bucket.add(operands[i], steps[i] if steps else None)
             addresses, numels = bucket.arrays()
+            _use_torch_threads(int(numels.sum()))
             extra = () if flags is None else (flags[idx],)
             kernel(addresses, numels, *extra, _TOKENS[dtype], *hyperparameters, scale)
             bucket.finish()
