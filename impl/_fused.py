@@ -88,6 +88,16 @@ def _dense(t: Tensor) -> bool:
     return True
 
 
+def _refuse_operand(p: Tensor, t: Tensor):
+    """A gradient or state tensor of another dtype or size than its param (a loaded state of
+    the wrong shape, a gradient with its own ``grad_dtype``): the kernel would read and write
+    past its end, so refuse before anything changes."""
+    raise RuntimeError(
+        f"fused=True needs each gradient and state tensor to have its param's dtype and size "
+        f"({p.dtype}, {tuple(p.shape)}); got {t.dtype}, {tuple(t.shape)}"
+    )
+
+
 class _Operands:
     """The kernel's view of one bucket: an address row per parameter, and the staged copies to
     write back once the kernel has run."""
@@ -98,28 +108,34 @@ class _Operands:
         self.numels: list[int] = []
         self.write_back: list[tuple[Tensor, Tensor]] = []
         self.keep_alive: list[Tensor] = []
+        self.steps: list[Tensor] = []
 
     def add(self, tensors: Sequence[Tensor | None], step: Tensor | None = None) -> None:
+        p = tensors[0]
+        dtype, numel = p.dtype, p.numel()
         row = []
         for t in tensors:  # the common case, written for speed: every operand contiguous
             if t is None:
                 row.append(0)
-            elif t.is_contiguous():
+                continue
+            if t.dtype != dtype or t.numel() != numel:
+                _refuse_operand(p, t)
+            if t.is_contiguous():
                 row.append(t.data_ptr())
             else:
                 row = self._strided_row(tensors)
                 break
         if step is not None:
-            if step.dtype != torch.float32:  # the kernel reads a float32 step, as torch's does
-                step = step.float()
-                self.keep_alive.append(step)
-            row.append(step.data_ptr())
+            self.steps.append(step)
         self.rows.append(row)
-        self.numels.append(tensors[0].numel())
+        self.numels.append(numel)
 
     def _strided_row(self, tensors: Sequence[Tensor | None]) -> list[int]:
         p = tensors[0]
         present = [t for t in tensors if t is not None]
+        for t in present:
+            if t.dtype != p.dtype or t.numel() != p.numel():
+                _refuse_operand(p, t)
         if _dense(p) and all(t.stride() == p.stride() for t in present):
             # one dense block each, elements in the same order: walk the memory directly
             return [0 if t is None else t.data_ptr() for t in tensors]
@@ -136,9 +152,22 @@ class _Operands:
         return row
 
     def arrays(self):
+        """(addresses, numels) for the kernel; the steps' addresses last, read now (they are
+        incremented after the operands are checked and before the kernel runs)."""
         import numpy as np
 
-        return np.array(self.rows, dtype=np.int64), np.array(self.numels, dtype=np.int64)
+        addresses = np.array(self.rows, dtype=np.int64).reshape(len(self.rows), -1)
+        if self.steps:
+            steps = []
+            for step in self.steps:
+                if step.dtype != torch.float32:  # the kernel reads a float32 step, as torch's
+                    step = step.float()
+                    self.keep_alive.append(step)
+                steps.append(step.data_ptr())
+            addresses = np.ascontiguousarray(
+                np.column_stack([addresses, np.array(steps, dtype=np.int64)])
+            )
+        return addresses, np.array(self.numels, dtype=np.int64)
 
     def finish(self) -> None:
         for t, staged in self.write_back:
@@ -189,17 +218,21 @@ def run(
 
     if not _TOKENS:
         _TOKENS.update(_tokens())
+    skipped = found_inf is not None and found_inf.item() == 1.0
+    scale = 0.0 if grad_scale is None else float(grad_scale.item())
+    written = [written[0], scale > 0.0, *written[2:]]
+    buckets = []  # every operand is checked before anything changes
+    for dtype, idx in _buckets(params).items():
+        bucket = _Operands(written)
+        for i in idx:
+            bucket.add(operands[i], steps[i] if steps else None)
+        buckets.append((dtype, idx, bucket))
     if steps:
         torch._foreach_add_(list(steps), 1)
-    if found_inf is None or found_inf.item() != 1.0:
+    if not skipped:
         kernel = getattr(k, kernel_name)
-        scale = 0.0 if grad_scale is None else float(grad_scale.item())
-        written = [written[0], scale > 0.0, *written[2:]]
         flags = None if per_tensor is None else np.array(per_tensor, dtype=np.bool_)
-        for dtype, idx in _buckets(params).items():
-            bucket = _Operands(written)
-            for i in idx:
-                bucket.add(operands[i], steps[i] if steps else None)
+        for dtype, idx, bucket in buckets:
             addresses, numels = bucket.arrays()
             _use_torch_threads(int(numels.sum()))
             extra = () if flags is None else (flags[idx],)

@@ -385,6 +385,48 @@ def test_without_numba_fused_names_the_extra_and_the_rest_works(monkeypatch):
     assert importlib.import_module("impl._kernels") is _kernels
 
 
+def test_a_state_tensor_of_the_wrong_size_is_refused_before_anything_changes():
+    """The kernel walks each state tensor for the param's numel: a loaded state of another
+    size would be read and written past its end."""
+    p = Parameter(torch.ones(8))
+    opt = impl.Adam([p], lr=0.1, fused=True)
+    p.grad = torch.ones(8)
+    opt.step()
+    saved = opt.state_dict()
+    saved["state"][0]["exp_avg"] = torch.zeros(4)
+    opt.load_state_dict(saved)
+    before, before_state = p.detach().clone(), copy.deepcopy(opt.state_dict())
+    with pytest.raises(RuntimeError, match="param's dtype and size"):
+        opt.step()
+    assert_bitwise_equal(p, before, "param after the refused step")
+    assert_state_dicts_bitwise_equal(opt.state_dict(), before_state, "state after the refusal")
+
+
+def test_a_float64_step_loaded_from_a_for_loop_checkpoint_is_read_as_torch_reads_it():
+    """Under a float64 default dtype the for-loop path's ``step`` is float64; a fused optimizer
+    loading that checkpoint keeps it, and the kernel reads its value (torch: ``item<float>``)."""
+    torch.set_default_dtype(torch.float64)
+    try:
+        sides = []
+        for module in (impl, torch.optim):
+            p = Parameter(torch.linspace(-1, 1, 32, dtype=torch.float32))
+            source = module.Adam([p], lr=0.1)
+            for step in range(3):
+                p.grad = _grads([p], step)[0]
+                source.step()
+            fused = module.Adam([p], lr=0.1, fused=True)
+            fused.load_state_dict(source.state_dict())
+            assert fused.state[p]["step"].dtype == torch.float64
+            p.grad = _grads([p], 3)[0]
+            fused.step()
+            sides.append((p, fused))
+        (p, a), (q, b) = sides
+        assert_bitwise_equal(p, q, "param after the fused step")
+        assert_state_dicts_bitwise_equal(a.state_dict(), b.state_dict(), "fused state")
+    finally:
+        torch.set_default_dtype(torch.float32)
+
+
 def test_step_counts_are_float32_on_the_fused_path_as_in_torch():
     for dtype in (torch.float32, torch.float64):
         torch.set_default_dtype(dtype)
