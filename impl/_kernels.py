@@ -11,8 +11,9 @@ The arithmetic follows impl's for-loop path op for op (the same fused multiply-a
 on this CPU, TORCH_NOTES) and the half types round once instead of after every op. The bias
 corrections are computed per tensor in double, from its float32 ``step``, as torch's fused
 kernels compute them. The result is bitwise equal to torch 2.13's fused vector bodies where
-those are right (tests/test_impl_fused.py; README findings 25-26). Work is split into ``CHUNK``-element tasks across numba's threads; the
-result does not depend on the split (every element is independent).
+those are right (tests/test_impl_fused.py; README findings 25-26). Work is split into
+``CHUNK``-element tasks across numba's threads; the result does not depend on the split (every
+element is independent).
 
 Compiled on first use and cached on disk (``cache=True``), so later processes load it in
 milliseconds (``nox -s bench`` measures both).
@@ -316,7 +317,10 @@ def _sgd_span(p, g, buf, count, scaled, momentum, first, c, maximize, nesterov):
         param = load(p, i)
         grad = fma(decay, param, grad) if decay != 0 else grad
         if momentum:
-            velocity = grad if first else fma(one_minus_dampening, grad, load(buf, i) * mu)
+            # loaded even on a first step (then discarded): a conditional 16-bit load would
+            # keep LLVM from vectorising the loop
+            carried = fma(one_minus_dampening, grad, load(buf, i) * mu)
+            velocity = grad if first else carried
             store(buf, i, velocity)
             grad = fma(mu, velocity, grad) if nesterov else velocity
         store(p, i, fma(neg_lr, grad, param))
