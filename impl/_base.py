@@ -15,7 +15,7 @@ from torch.optim import Optimizer
 from torch.optim.optimizer import _default_to_fused_or_foreach
 
 from impl import _fused
-from impl._ops import FOR_LOOP, FOREACH, Ops, _as_real
+from impl._ops import FOR_LOOP, FOREACH, Ops, _as_real, is_dtensor
 
 # torch.optim flags whose code paths are not written here (fused: only where a class has
 # kernels). Accepting them and running the for-loop path would silently change numerics
@@ -72,11 +72,21 @@ def to_scalar(x):
     return x
 
 
+def _layout_key(p: Tensor) -> tuple:
+    """What a foreach kernel cannot mix beside device and dtype: DTensors with plain tensors
+    ("got mixed torch.Tensor and DTensor", pytorch #183207), or DTensors of different meshes or
+    placements (FSDP2 shards most params on dim 0 and replicates others)."""
+    if is_dtensor(p):
+        return (p.device_mesh, p.placements)
+    return ()
+
+
 def _buckets(params: list[Tensor]) -> Iterable[list[int]]:
-    by_device_and_dtype: dict[tuple[torch.device, torch.dtype], list[int]] = {}
+    """The foreach path's buckets: by device and dtype as torch's, and by layout."""
+    by_device_dtype_layout: dict[tuple, list[int]] = {}
     for i, p in enumerate(params):
-        by_device_and_dtype.setdefault((p.device, p.dtype), []).append(i)
-    return by_device_and_dtype.values()
+        by_device_dtype_layout.setdefault((p.device, p.dtype, _layout_key(p)), []).append(i)
+    return by_device_dtype_layout.values()
 
 
 class VerifiedOptimizer(Optimizer):
@@ -217,7 +227,9 @@ class VerifiedOptimizer(Optimizer):
 
     def _run(self, ops: Ops, group: dict, params, grads, state: dict[str, list]) -> None:
         """One update; entries it creates are written into ``state``'s lists."""
-        given = state
+        given, layouts = state, [_shard_layout(p, grads[j], state, j) for j, p in enumerate(params)]
+        if any(layouts):
+            params, grads, state = _local_shards(params, grads, state, layouts)
         if self.complex_as_real and ops.views_complex_up_front:
             params = [_as_real(p) for p in params]
             grads = [_as_real(g) for g in grads]
@@ -226,7 +238,51 @@ class VerifiedOptimizer(Optimizer):
         for key, values in state.items():
             for j, value in enumerate(values):
                 if given[key][j] is None:
-                    given[key][j] = value
+                    given[key][j] = _as_shard(value, layouts[j])
+
+
+# -- DTensor params (FSDP2): the update runs on each rank's local shard ------------------------
+def _shard_layout(p: Tensor, grad: Tensor, state: dict[str, list], j: int):
+    """``p``'s DTensor spec when the update can run on its local shard: an elementwise update
+    reads and writes only the elements a rank holds, so on the local tensors it computes what
+    torch computes on the DTensors (whose pointwise ops run the same kernels on the same local
+    tensors), and runs where DTensor cannot (``index_put_``, ``_foreach_copy_``, a 0-d
+    ``view_as_real``, foreach lists mixing DTensors and tensors). Only when the gradient and
+    every state tensor are laid out as ``p``, with no pending reduction (``Partial``); else
+    None, and the DTensors go through DTensor's own dispatch."""
+    if not is_dtensor(p):
+        return None
+    spec = (p.device_mesh, p.placements, p.shape, p.stride())
+    if any(placement.is_partial() for placement in p.placements):
+        return None
+    for t in [grad, *(values[j] for values in state.values())]:
+        if is_dtensor(t) and (t.device_mesh, t.placements, t.shape) == spec[:3]:
+            continue
+        if t is None or (isinstance(t, Tensor) and not is_dtensor(t) and t.dim() == 0):
+            continue  # no state yet, or a 0-d step counter (a plain tensor, as torch's)
+        return None
+    return spec
+
+
+def _local(t):
+    return t.to_local() if is_dtensor(t) else t
+
+
+def _local_shards(params, grads, state, layouts):
+    def local(values):
+        return [_local(t) if layouts[j] else t for j, t in enumerate(values)]
+
+    return local(params), local(grads), {key: local(values) for key, values in state.items()}
+
+
+def _as_shard(value, layout):
+    """A state tensor the update created on a local shard, as a DTensor laid out as its param."""
+    if layout is None or value is None or is_dtensor(value):
+        return value
+    from torch.distributed.tensor import DTensor
+
+    mesh, placements, shape, stride = layout
+    return DTensor.from_local(value, mesh, placements, run_check=False, shape=shape, stride=stride)
 
 
 def _reject_unsupported_flags(optimizer: VerifiedOptimizer, group: dict) -> None:

@@ -15,6 +15,7 @@ untouched, so a tensor ``lr`` rounds exactly where torch's own code rounds it.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 
 import torch
@@ -32,6 +33,13 @@ def _scalar_or_list(value: ScalarOrPerTensor) -> dict:
     """Keyword for torch's foreach addc* overloads: a 0-d tensor ``value`` must not be taken
     for the packed 1-d ``scalars`` tensor, a list is the per-tensor ``scalars`` overload."""
     return {"scalars": value} if isinstance(value, list) else {"value": value}
+
+
+def is_dtensor(t) -> bool:
+    """Whether ``t`` is a DTensor, without importing torch.distributed (absent from some torch
+    builds, and slow to import): no DTensor exists before its module is imported."""
+    module = sys.modules.get("torch.distributed.tensor")
+    return module is not None and isinstance(t, module.DTensor)
 
 
 def _as_real(t):
@@ -168,9 +176,11 @@ class ForLoopOps:
 
     @staticmethod
     def masked_fill_(xs, masks, value: Scalar) -> None:
-        """``x[mask] = value``: torch's index_put, on both of its paths."""
+        """``x[mask] = value`` (torch's index_put, on both of its paths), as ``masked_fill_``:
+        the same elements get the same value rounded into the dtype, and it is pointwise, so a
+        DTensor shard fills its own elements (index_put needs a placement change there)."""
         for x, mask in zip(xs, masks):
-            x[mask] = value
+            x.masked_fill_(mask, value)
 
     @staticmethod
     def step_scalars(steps) -> list[float]:
@@ -348,7 +358,10 @@ class ForeachOps:
 
     @staticmethod
     def copy_(xs, ys) -> None:
-        torch._foreach_copy_(xs, ys)
+        if any(is_dtensor(x) for x in xs):  # _foreach_copy_ has no DTensor sharding rule
+            ForLoopOps.copy_(xs, ys)
+        else:
+            torch._foreach_copy_(xs, ys)
 
     @staticmethod
     def sign(xs):

@@ -14,6 +14,8 @@ from torch import Tensor
 from torch.optim import Optimizer
 
 from impl._base import VerifiedOptimizer, check_tensor_lr, new_step, to_scalar
+from impl._dtensor import full, keep_own_shard, laid_out_as
+from impl._ops import is_dtensor
 
 __all__ = ["Adafactor", "adafactor_update"]
 
@@ -306,16 +308,44 @@ class Adafactor(VerifiedOptimizer):
                 raise RuntimeError("Adafactor does not support sparse gradients")
 
     def _step_group(self, group, params):
+        if any(is_dtensor(p) for p in params):
+            return self._step_gathered(group, params)
         # Every param's state exists before any is updated, as in torch: an empty param
         # raising mid-step leaves the later params initialised but not stepped.
         for p in params:
             if len(self.state[p]) == 0:
                 _init_state(p.grad, self.state[p])
         states = [self.state[p] for p in params]
+        self._update_group(group, params, [p.grad for p in params], states)
+
+    def _step_gathered(self, group, params):
+        """DTensor params (FSDP2): the factors are means over whole rows and columns and the
+        step size reads the param's RMS, so each rank gathers the full param, gradient and
+        state, runs the unsharded update (bit for bit what one process computes), and keeps its
+        own shard. The full-size second moment is laid out as its param, the factors are
+        replicated. torch 2.13's Adafactor cannot step DTensors at all (README, findings)."""
+        full_params = [full(p) for p in params]
+        full_grads = [full(p.grad) for p in params]
+        for p, grad in zip(params, full_grads):
+            if len(self.state[p]) == 0:
+                _init_state(grad, self.state[p])
+                if is_dtensor(p):
+                    for key, value in self.state[p].items():
+                        if key != "step":  # factors replicated, a full-size moment as its param
+                            replicated = key != "variance"
+                            self.state[p][key] = laid_out_as(value, p, replicated=replicated)
+        full_states = [{k: full(v) for k, v in self.state[p].items()} for p in params]
+        self._update_group(group, full_params, full_grads, full_states)
+        for p, whole, full_state in zip(params, full_params, full_states):
+            keep_own_shard(p, whole)
+            for key, value in self.state[p].items():
+                keep_own_shard(value, full_state[key])
+
+    def _update_group(self, group, params, grads, states):
         eps1, eps2 = group["eps"]
         adafactor_update(
             params,
-            [p.grad for p in params],
+            grads,
             [s.get("row_var") for s in states],
             [s.get("col_var") for s in states],
             [s.get("variance") for s in states],

@@ -14,6 +14,8 @@ from torch import Tensor
 from torch.optim import Optimizer
 
 from impl._base import check_tensor_lr, to_scalar
+from impl._dtensor import full, keep_own_shard
+from impl._ops import is_dtensor
 
 __all__ = ["Muon", "muon_update", "newton_schulz"]
 
@@ -237,10 +239,15 @@ class Muon(Optimizer):
                     self.state[p]["momentum_buffer"] = torch.zeros_like(
                         p.grad, memory_format=torch.preserve_format
                     )
+            buffers = [self.state[p]["momentum_buffer"] for p in params]
+            # DTensor params (FSDP2): Newton-Schulz runs on the gathered matrices (impl._dtensor)
+            gathered = any(is_dtensor(p) for p in params)
+            whole = [full(p) for p in params] if gathered else params
+            whole_buffers = [full(b) for b in buffers] if gathered else buffers
             muon_update(
-                params,
-                [p.grad for p in params],
-                [self.state[p]["momentum_buffer"] for p in params],
+                whole,
+                [full(p.grad) for p in params],
+                whole_buffers,
                 lr=group["lr"],
                 weight_decay=group["weight_decay"],
                 momentum=group["momentum"],
@@ -250,4 +257,7 @@ class Muon(Optimizer):
                 eps=group["eps"],
                 adjust_lr_fn=group["adjust_lr_fn"],
             )
+            if gathered:
+                for t, value in zip([*params, *buffers], [*whole, *whole_buffers]):
+                    keep_own_shard(t, value)
         return loss
