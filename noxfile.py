@@ -1,7 +1,9 @@
 """Sessions: ``tests`` (unit tests), ``conformance`` (the CPU x CUDA matrix),
 ``conformance-fused`` (impl's fused=True kernels through the same checks), ``audit``
 (torch.optim's own foreach and fused paths through the same checks), ``conformance-explore``
-(random seed, thorough counts, a database on disk), ``lint``, ``figures``, ``bench``.
+(random seed, thorough counts, a database on disk), ``report`` (merges the slice reports of a
+matrix run on several machines: ``conformance -- --splits N --group K``), ``lint``, ``figures``,
+``bench``.
 
 Every session installs torch through ``constraints.txt`` so that pip takes the
 torch 2.13.0 build the parity claims were measured against (on these machines a
@@ -31,7 +33,17 @@ def _install(session: nox.Session, extras: str) -> None:
 def tests(session: nox.Session) -> None:
     """Unit tests of impl, specs and conformance (including the planted-bug meta-tests)."""
     _install(session, "test")
-    session.run("pytest", "tests", "-n", "auto", *session.posargs, env=SINGLE_THREADED)
+    # loadgroup: tests/test_distributed.py's gloo pools stay on one worker (xdist_group)
+    session.run(
+        "pytest",
+        "tests",
+        "-n",
+        "auto",
+        "--dist",
+        "loadgroup",
+        *session.posargs,
+        env=SINGLE_THREADED,
+    )
 
 
 @nox.session(python=PYTHON)
@@ -43,6 +55,10 @@ def conformance(session: nox.Session, device: str) -> None:
     table, and draws the figures (conformance.figures) from it. The Hypothesis profile defaults
     to ``ci``; a later ``-- --hypothesis-profile=NAME`` wins. Without a GPU the cuda session's
     tests and rows are skips, with the reason.
+
+    ``-- --splits N --group K`` runs one of N slices balanced by conformance/durations.json and
+    writes reports/conformance.slice-K-of-N.json instead (``nox -s report`` merges them); the
+    figures are then left to whoever merges, since one slice's table is not the matrix.
     """
     _install(session, "harness,plot")
     try:
@@ -57,7 +73,46 @@ def conformance(session: nox.Session, device: str) -> None:
             env=SINGLE_THREADED,
         )
     finally:  # draw the pictures of a failing run too: that is when the red cells matter
-        session.run("python", "-m", "conformance.figures", "--out", "reports")
+        if not _sliced(session.posargs):
+            session.run("python", "-m", "conformance.figures", "--out", "reports")
+
+
+def _sliced(args) -> bool:
+    return any(a == "--splits" or a.startswith("--splits=") for a in args)
+
+
+@nox.session(python=PYTHON)
+def report(session: nox.Session) -> None:
+    """Merge the slice reports of a matrix run on several machines into one report.
+
+    Reads reports/NAME.slice-K-of-N.json (``conformance -- --splits N --group K``, one per CI
+    machine) and writes reports/NAME.{json,md}; fails, naming the files, on slices of different
+    commits, profiles or split counts, and on a missing or duplicate group.
+    ``-- --dir DIR --name NAME`` to read elsewhere.
+    """
+    _install(session, "harness")
+    session.run("python", "-m", "conformance", "report", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def distributed(session: nox.Session) -> None:
+    """impl on DTensor params of a 2-rank gloo mesh of CPU processes: the ``distributed`` check
+    of every registry entry (``--device=cpu-gloo-2``; its rows join reports/conformance.json),
+    then the integrations (fully_shard, ZeroRedundancyOptimizer, distributed checkpoints) in
+    tests/test_distributed.py. One pytest process drives the ranks (no xdist: the two ranks
+    already take the two cores)."""
+    _install(session, "test")
+    session.run(
+        "pytest",
+        "conformance/test_distributed.py",
+        "tests/test_distributed.py",
+        "-n",
+        "0",
+        "--device=cpu-gloo-2",
+        "--hypothesis-profile=ci",
+        *session.posargs,
+        env=SINGLE_THREADED,
+    )
 
 
 @nox.session(python=PYTHON, name="conformance-fused")

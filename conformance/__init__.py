@@ -17,5 +17,7 @@ Layout (after data-apis/array-api-tests, helpers and their ``test_*.py`` side by
 - ``audit``       ``python -m conformance audit TARGET`` and ``audit()``;
 - ``report``      per-check rows (examples, max ULP, status) merged across xdist workers;
 - ``profiles``    the Hypothesis profiles ``dev``, ``ci`` and ``thorough``;
+- ``distributed`` the ``distributed`` check: a pool of gloo ranks that run cases on DTensors;
+- ``slices``      ``--splits N --group K``: one balanced share of the matrix per CI machine;
 - ``test_*.py``   the pytest modules that ``nox -s conformance`` runs.
 """

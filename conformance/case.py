@@ -175,7 +175,8 @@ class Case:
     - ``foreach``/``torch_foreach``: the path for impl and for torch.optim;
     - ``tensor_lr``: pass each group's lr as a float32 0-d tensor, as torch allows;
     - ``objective``: for optimizers that step with a closure (LBFGS), the loss the closure
-      evaluates; ``grads`` then only sets the number of steps (every entry ``None``).
+      evaluates; ``grads`` then only sets the number of steps (every entry ``None``);
+    - ``placements``: the distributed check's layout of each param on its gloo mesh.
     """
 
     dtype: str
@@ -188,6 +189,9 @@ class Case:
     torch_foreach: bool | None = None
     tensor_lr: bool = False
     objective: Objective | None = None
+    # distributed check: each param's layout on the gloo mesh ("shard": Shard(0), "replicate",
+    # "tensor": a plain tensor); None elsewhere (conformance.distributed)
+    placements: tuple[str, ...] | None = None
 
     def __repr__(self) -> str:
         def arr(a):
@@ -217,6 +221,7 @@ class Case:
             f"     foreach={self.foreach!r}, torch_foreach={self.torch_foreach!r},"
             f" tensor_lr={self.tensor_lr!r}"
             + ("" if self.objective is None else f",\n     objective={self.objective!r}")
+            + ("" if self.placements is None else f",\n     placements={self.placements!r}")
             + ")"
         )
 

@@ -1074,3 +1074,8 @@ CHECKS.update(
         "convergence": structured.convergence,
     }
 )
+
+# on DTensor params of a gloo mesh, in a pool of rank processes
+from conformance import distributed  # noqa: E402
+
+CHECKS["distributed"] = distributed.sharded_matches_torch

@@ -15,7 +15,7 @@ import json
 import pytest
 import torch
 
-from conformance import profiles, registry, report, strategies
+from conformance import distributed, profiles, registry, report, slices, strategies
 from conformance import subject as subjects_
 
 profiles.load_from_env()
@@ -26,8 +26,10 @@ def pytest_addoption(parser):
     group.addoption(
         "--device",
         action="append",
-        choices=("cpu", "cuda"),
-        help="device(s) to run the conformance matrix on (default: cpu); repeatable",
+        choices=("cpu", "cuda", distributed.DEVICE),
+        help="device(s) to run the conformance matrix on (default: cpu); repeatable. "
+        f"{distributed.DEVICE}: the distributed check on DTensor params of a "
+        f"{distributed.WORLD_SIZE}-rank gloo mesh, and only it",
     )
     group.addoption(
         "--conformance-subject",
@@ -88,6 +90,25 @@ def pytest_addoption(parser):
         metavar="NAME",
         help="writes reports/NAME.{json,md} (default: conformance, or audit for other subjects)",
     )
+    group.addoption(
+        "--splits",
+        type=int,
+        metavar="N",
+        help="run one of N slices of the collected items, balanced by conformance/durations.json "
+        "(with --group); writes reports/NAME.slice-K-of-N.json for `python -m conformance report`",
+    )
+    group.addoption(
+        "--group",
+        type=int,
+        metavar="K",
+        help="which slice of --splits to run, 1-based",
+    )
+    group.addoption(
+        "--store-durations",
+        action="store_true",
+        help="merge this run's setup+call+teardown seconds per test into "
+        "conformance/durations.json (what --splits balances by)",
+    )
 
 
 def _subjects(config) -> list:
@@ -145,6 +166,9 @@ def pytest_configure(config):
     )
     if config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(_XdistRows(), "conformance-xdist-rows")
+    slices.validate(config.getoption("splits"), config.getoption("group"))
+    if config.getoption("store_durations") and not hasattr(config, "workerinput"):
+        config.pluginmanager.register(slices.DurationRecorder(), "conformance-durations")
 
 
 def _devices(config) -> tuple[str, ...]:
@@ -185,6 +209,10 @@ def pytest_generate_tests(metafunc):
         _devices(config),
         config._conformance_dtypes,
     )
+    if not targets and marker.args[0] == "distributed":
+        reason = f"the distributed check runs on --device={distributed.DEVICE} (nox -s distributed)"
+        targets = [pytest.param(None, marks=pytest.mark.skip(reason=reason), id="not-this-device")]
+        return metafunc.parametrize("target", targets)
     metafunc.parametrize("target", targets, ids=[t.id for t in targets])
 
 
@@ -207,6 +235,8 @@ def _device_available(request):
     if target is None:
         return
     if target.device == "cuda" and (reason := _cuda_unavailable_reason()):
+        pytest.skip(reason)
+    if target.device == distributed.DEVICE and (reason := distributed.unavailable_reason()):
         pytest.skip(reason)
     if reason := target.subject.unsupported(target.dtype, target.device):
         pytest.skip(reason)
@@ -244,36 +274,91 @@ def pytest_runtest_makereport(item, call):
     return rep
 
 
+@pytest.hookimpl(trylast=True)  # after -k/-m deselection: slice what will actually run
+def pytest_collection_modifyitems(session, config, items):
+    splits, group = config.getoption("splits"), config.getoption("group")
+    if splits is None:
+        return
+    kept, dropped = slices.select(items, splits, group, slices.load_durations())
+    config._conformance_slice = {
+        "items": [i.nodeid for i in kept],
+        "collected": len(items),
+        "checks": any(_target_of(i) is not None for i in items),
+    }
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
+
+
 class _XdistRows:
-    """Controller side: collect each worker's rows when it shuts down."""
+    """Controller side: collect each worker's rows (and its slice: workers all collect and slice
+    alike, the controller collects nothing) when it shuts down."""
 
     def __init__(self):
         self.rows: list[dict] = []
+        self.slice: dict | None = None
 
     @pytest.hookimpl
     def pytest_testnodedown(self, node, error):
         self.rows += json.loads(node.workeroutput.get("conformance_rows", "[]"))
+        if "conformance_slice" in node.workeroutput:
+            self.slice = json.loads(node.workeroutput["conformance_slice"])
 
 
 def pytest_sessionfinish(session, exitstatus):
+    distributed.close_pool()
     config = session.config
     if hasattr(config, "workerinput"):  # xdist worker: hand rows to the controller
         config.workeroutput["conformance_rows"] = json.dumps(list(report.ROWS.values()))
+        if hasattr(config, "_conformance_slice"):
+            config.workeroutput["conformance_slice"] = json.dumps(config._conformance_slice)
         return
+    if recorder := config.pluginmanager.get_plugin("conformance-durations"):
+        recorder.write()
     merged: dict = {}
     report.merge(merged, list(report.ROWS.values()))
     plugin = config.pluginmanager.get_plugin("conformance-xdist-rows")
     if plugin is not None:
         report.merge(merged, plugin.rows)
+    name = config._conformance_report_name
+    if config.getoption("splits") is not None:
+        return _write_slice(config, merged, plugin.slice if plugin else None)
     if not merged:
         return
-    name = config._conformance_report_name
     config._conformance_table = report.write(config.rootpath / "reports", merged, name)
+
+
+def _write_slice(config, merged: dict, from_workers: dict | None) -> None:
+    """This machine's share only, with what ``python -m conformance report`` needs to check
+    that the shares it merges are one run's: nothing on disk is merged here."""
+    sliced = from_workers or getattr(config, "_conformance_slice", None)
+    if config.option.collectonly or sliced is None or not (merged or sliced["checks"]):
+        return  # nothing ran, or not a conformance run (e.g. tests/ sliced)
+    meta = {
+        **slices.provenance(config.rootpath),
+        "profile": slices.profile_name(),
+        "name": config._conformance_report_name,
+        "splits": config.getoption("splits"),
+        "group": config.getoption("group"),
+        "devices": list(_devices(config)),
+        "suite": config.getoption("conformance_suite")
+        or config.getoption("conformance_subject")
+        or "impl",
+        "torch": torch.__version__,
+        "collected": sliced["collected"],
+        "items": sliced["items"],
+    }
+    directory = config.rootpath / "reports"
+    config._conformance_table = report.write_slice(directory, merged, meta)
+    path = report.slice_path(directory, meta["name"], meta["group"], meta["splits"])
+    config._conformance_report_file = f"reports/{path.name}"
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
     table = getattr(config, "_conformance_table", None)
     if table is None:
         return
-    terminalreporter.section(f"conformance report (reports/{config._conformance_report_name}.md)")
+    where = getattr(config, "_conformance_report_file", None)
+    where = where or f"reports/{config._conformance_report_name}.md"
+    terminalreporter.section(f"conformance report ({where})")
     terminalreporter.write(report.markdown(table))

@@ -62,6 +62,7 @@ EXAMPLE_WEIGHTS = {
     "two_loop": 0.5,
     "wolfe": 0.5,
     "convergence": 0.25,
+    "distributed": 0.25,
 }
 
 

@@ -17,12 +17,14 @@ from dataclasses import dataclass, field
 import torch
 from hypothesis import strategies as st
 
-from conformance import bounds
+from conformance import bounds, distributed
 from conformance.case import DTYPES
 
 REAL_DTYPES = ("float16", "bfloat16", "float32", "float64")
 COMPLEX_DTYPES = ("complex64", "complex128")
 DEVICES = ("cpu", "cuda")
+# the distributed check's only device, and the only check on it: a gloo mesh of CPU ranks
+GLOO = distributed.DEVICE
 
 
 def _impl_module():
@@ -420,6 +422,14 @@ class Entry:
     state_shape: Callable = lambda key, shape: shape
     # steps call a closure over a drawn strictly convex quadratic (LBFGS), not drawn gradients
     objective: bool = False
+    # distributed: a float32/float64 run on DTensor shards equals the unsharded run bit for bit
+    # (an elementwise update sees the same values whatever the shard). False: reductions across
+    # shards are summed in another order (reported, not judged)
+    sharded_exact: bool = True
+    # distributed: what the subject on DTensors is compared with where torch.optim runs there,
+    # "torch" (on the same layout, shard by shard) or "unsharded" (a subject that gathers what
+    # a reduction needs, Adafactor, is bitwise equal to the unsharded run instead)
+    dtensor_reference: str = "torch"
 
     @property
     def impl(self):
@@ -663,6 +673,12 @@ REGISTRY: tuple[Entry, ...] = (
         # complex params: the subject probe skips those rows with torch's own refusal
         # ("SparseAdam does not support complex parameters")
         sparse_grads="always",
+        refused={
+            "distributed": (
+                "SparseAdam takes sparse COO gradients only, and DTensor has no sparse layout "
+                "(fully_shard and DCP shard dense tensors)"
+            )
+        },
         invariants=(
             "maximize",
             "state_dict_roundtrip",
@@ -685,6 +701,9 @@ REGISTRY: tuple[Entry, ...] = (
         dtypes=REAL_DTYPES,
         empty_params=False,
         state_shape=adafactor_state_shape,
+        # impl gathers each DTensor param (README, Beyond one machine): torch.optim refuses 2-d
+        # shards and reduces the RMS across shards elsewhere, in another order than unsharded
+        dtensor_reference="unsharded",
         # the for-loop path adds alpha*update in one kernel, foreach rounds alpha*update first
         paths_differ=True,
         invariants=(
@@ -718,13 +737,17 @@ REGISTRY: tuple[Entry, ...] = (
         dtypes=REAL_DTYPES,
         param_dims=(2, 2),
         empty_params=False,  # an A x 0 param: torch's A / B in the lr ratio divides by zero
+        # impl gathers each DTensor param (README, Beyond one machine): torch.optim's
+        # Newton-Schulz on Shard(0) DTensors sums partial products across ranks (its sharded run
+        # differs from its unsharded one) or refuses an in-place add_
+        dtensor_reference="unsharded",
         refused={
             "scale_invariance:bfloat16": (
                 "torch 2.13 normalises a bfloat16 momentum buffer in place without Nesterov "
                 "(grad.bfloat16() is the buffer itself, then div_), so the next step's "
                 "momentum mixes a scaled gradient into an unscaled buffer; impl mirrors it "
                 "(README, audit findings)"
-            )
+            ),
         },
         invariants=(
             "state_dict_roundtrip",
@@ -750,6 +773,14 @@ REGISTRY: tuple[Entry, ...] = (
         empty_params=False,  # every param empty: torch's flat_grad.abs().max() raises
         max_groups=1,
         objective=True,
+        refused={
+            "distributed": (
+                "not verified on DTensors: LBFGS flattens every param into one vector, which "
+                "torch 2.13's DTensor refuses for uneven shards ('Cannot flatten unevenly "
+                "sharded tensor', torch.optim and impl alike), and the check's closure over a "
+                "drawn quadratic is not written for DTensors"
+            )
+        },
         invariants=(
             "state_dict_roundtrip",
             "grad_untouched",
@@ -790,6 +821,7 @@ CHECK_DTYPES.update(
 )
 CHECK_DTYPES["memory_safety"] = REAL_DTYPES + COMPLEX_DTYPES
 CHECK_DTYPES["sparse_rows"] = REAL_DTYPES
+CHECK_DTYPES["distributed"] = REAL_DTYPES + COMPLEX_DTYPES
 CHECK_DTYPES.update(
     {
         "factored_moments": REAL_DTYPES,
@@ -827,7 +859,7 @@ class Target:
 def applies(entry: Entry, check: str) -> bool:
     if check in ("spec", "spec_trajectory"):
         return entry.elementwise
-    if check in ("torch", "errors", "memory_safety"):
+    if check in ("torch", "errors", "memory_safety", "distributed"):
         return True
     if check == "complex_as_real":
         return any(d in COMPLEX_DTYPES for d in entry.dtypes)
@@ -839,7 +871,10 @@ def targets(check: str, subjects, devices=("cpu",), dtypes=None) -> list[Target]
         Target(subject, dtype, device)
         for device in devices
         for subject in subjects
-        if applies(subject.entry, check) and device in subject.entry.devices
+        if applies(subject.entry, check)
+        # the gloo mesh runs the distributed check and nothing else; it runs nowhere else
+        and (device == GLOO) == (check == "distributed")
+        and (device in subject.entry.devices or device == GLOO)
         for dtype in CHECK_DTYPES[check]
         if dtype in subject.entry.dtypes and (dtypes is None or dtype in dtypes)
     ]

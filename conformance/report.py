@@ -9,11 +9,18 @@ them to the controller through ``workeroutput``; the controller merges them and 
 than impl's own). Rows of devices not in this run
 are kept from the existing JSON, so ``conformance(device='cpu')`` and
 ``conformance(device='cuda')`` run one after the other add up instead of overwriting each other.
+
+A sliced run (``--splits N --group K``, conformance.slices) writes
+``reports/NAME.slice-K-of-N.json`` instead: ``{"meta": ..., "rows": [...]}``, the meta saying
+which run the slice belongs to. ``python -m conformance report`` (``merge_slices``) checks that
+the slices are one run's N groups and writes ``NAME.json``/``NAME.md`` from them as an unsliced
+run would.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 FIELDS = (
@@ -107,6 +114,97 @@ def write(directory: Path, rows: dict, name: str = "conformance") -> list[dict]:
     path.write_text(json.dumps(table, indent=1) + "\n")
     (directory / f"{name}.md").write_text(markdown(table))
     return table
+
+
+# meta fields every slice of one run shares; a difference means the slices are not one run's
+# (another commit, profile, split count, report, device set or -k selection)
+SLICE_AGREEMENT = ("commit", "profile", "splits", "name", "devices", "collected")
+
+
+class SliceError(ValueError):
+    """The slice files on disk are not the N groups of one run; the message names the files."""
+
+
+def slice_path(directory: Path, name: str, group: int, splits: int) -> Path:
+    return directory / f"{name}.slice-{group}-of-{splits}.json"
+
+
+def write_slice(directory: Path, rows: dict, meta: dict) -> list[dict]:
+    """One slice's rows, without merging anything on disk: the merge waits for every slice."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = slice_path(directory, meta["name"], meta["group"], meta["splits"])
+    table = sorted(rows.values(), key=_order)
+    path.write_text(json.dumps({"meta": meta, "rows": table}, indent=1) + "\n")
+    return table
+
+
+def _slice_files(directory: Path, name: str) -> list[tuple[Path, dict]]:
+    pattern = re.compile(rf"{re.escape(name)}\.slice-(\d+)-of-(\d+)\.json")
+    numbered = {p: pattern.fullmatch(p.name) for p in directory.glob(f"{name}.slice-*-of-*.json")}
+    # by (N, K), not by name: slice-10 after slice-9, and the same file first every time
+    paths = sorted((p for p, m in numbered.items() if m), key=lambda p: _numbers(numbered[p]))
+    if not paths:
+        raise SliceError(f"no slice files {directory}/{name}.slice-K-of-N.json")
+    return [(p, _read_slice(p)) for p in paths]
+
+
+def _read_slice(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text())
+        if {"group", "splits"} <= set(data["meta"]) and isinstance(data["rows"], list):
+            return data
+    except (ValueError, KeyError, TypeError):
+        pass
+    raise SliceError(f"{path.name} is not a slice report ({{'meta': ..., 'rows': [...]}})")
+
+
+def _numbers(match: re.Match) -> tuple[int, int]:
+    return int(match[2]), int(match[1])
+
+
+def _check_one_run(slices: list[tuple[Path, dict]]) -> None:
+    """Refuse slices of different runs, a group twice, a group missing, or an item twice."""
+    first_path, first = slices[0]
+    for path, data in slices[1:]:
+        for field in SLICE_AGREEMENT:
+            if data["meta"].get(field) != first["meta"].get(field):
+                raise SliceError(
+                    f"{first_path.name} and {path.name} differ in {field}: "
+                    f"{first['meta'].get(field)!r} vs {data['meta'].get(field)!r}"
+                )
+    seen: dict[int, Path] = {}
+    for path, data in slices:
+        if (group := data["meta"]["group"]) in seen:
+            raise SliceError(f"{seen[group].name} and {path.name} are both group {group}")
+        seen[group] = path
+    splits = first["meta"]["splits"]
+    if missing := sorted(set(range(1, splits + 1)) - set(seen)):
+        raise SliceError(
+            f"missing group(s) {', '.join(map(str, missing))} of {splits}: "
+            f"have {', '.join(p.name for p, _ in slices)}"
+        )
+    owner: dict[str, Path] = {}
+    for path, data in slices:
+        for item in data["meta"].get("items", []):
+            if item in owner:
+                raise SliceError(f"{owner[item].name} and {path.name} both ran {item}")
+            owner[item] = path
+    if (collected := first["meta"].get("collected")) is not None and len(owner) != collected:
+        raise SliceError(
+            f"the slices ran {len(owner)} items of the {collected} each collected "
+            f"(assigned differently: another durations.json?)"
+        )
+
+
+def merge_slices(directory: Path, name: str = "conformance") -> list[dict]:
+    """Merge every ``NAME.slice-K-of-N.json`` under ``directory`` into ``NAME.{json,md}``, as
+    ``write`` does for an unsliced run (rows of other devices on disk kept). Raises SliceError."""
+    slices = _slice_files(directory, name)
+    _check_one_run(slices)
+    merged: dict = {}
+    for _, data in slices:
+        merge(merged, data["rows"])
+    return write(directory, merged, name)
 
 
 def _order(r):

@@ -124,7 +124,9 @@ class Subject:
         return case.torch_foreach
 
     def unsupported(self, dtype: str, device: str) -> str | None:
-        """Why the subject refuses ``dtype`` on ``device`` (one step on a tiny param), or None."""
+        """Why the subject refuses ``dtype`` on ``device`` (one step on a tiny param), or None.
+        The gloo mesh's ranks are CPU processes: probed on the CPU."""
+        device = "cpu" if device == registry.GLOO else device
         key = (self.cls, repr(sorted(self.kwargs.items())), dtype, device)
         if key not in _REFUSALS:
             _REFUSALS[key] = _probe(self.cls, self.kwargs, dtype, device, self.entry)

@@ -1,0 +1,44 @@
+"""The optimizers on DTensor params of a gloo mesh (``--device=cpu-gloo-2``; ``nox -s
+distributed``): bitwise equal to torch.optim on the same layout, and to the unsharded run in
+float32/float64. Hypothesis draws here; the ranks (conformance.distributed) only run."""
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from conformance import distributed, profiles, report, strategies
+
+
+@st.composite
+def sharded_cases(draw, entry, dtype: str):
+    """A case as the torch check draws it (dense gradients, contiguous params: DTensor shards
+    are contiguous), dim 0 up to 2 x the world size (uneven and empty shards), and a placement
+    per param; a 0-d param cannot be sharded."""
+    case = draw(
+        strategies.cases(
+            entry,
+            dtype,
+            "cpu",
+            layouts=False,
+            sparse=False,
+            max_side=2 * distributed.WORLD_SIZE,
+        ),
+        label="case",
+    )
+    placements = tuple(
+        draw(
+            st.sampled_from(distributed.PLACEMENTS if case.shape(i) else ("replicate", "tensor")),
+            label=f"placement {i}",
+        )
+        for i in range(len(case.params))
+    )
+    return case.replace(placements=placements)
+
+
+@pytest.mark.check("distributed")
+@profiles.for_check("distributed")
+@given(data=st.data())
+def test_sharded_matches_torch_and_unsharded(target, data):
+    case = data.draw(sharded_cases(target.entry, target.dtype), label="sharded case")
+    ulp = distributed.sharded_matches_torch(target.subject, case)
+    report.example(target, "distributed", ulp)
