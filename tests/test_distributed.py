@@ -20,6 +20,7 @@ from torch import nn
 
 import impl
 from conformance import distributed
+from tests._torch_pairs import DENSE_NAMES
 
 pytestmark = [
     pytest.mark.skipif(
@@ -30,21 +31,8 @@ pytestmark = [
 ]
 
 # every class that steps on dense gradients without a closure (SparseAdam: sparse only; LBFGS:
-# a closure over the whole model; Muon: 2-d params only, in its own test)
-ELEMENTWISE = (
-    "SGD",
-    "Adam",
-    "AdamW",
-    "Adagrad",
-    "RMSprop",
-    "Adamax",
-    "NAdam",
-    "RAdam",
-    "Adadelta",
-    "ASGD",
-    "Rprop",
-    "Adafactor",
-)
+# a closure over the whole model; Muon: 2-d params only, in the check kind)
+ELEMENTWISE = (*DENSE_NAMES, "Adafactor")
 KWARGS = {  # non-default flags where they change the update (weight decay everywhere it exists)
     "SGD": {"lr": 0.1, "momentum": 0.9, "weight_decay": 0.01},
     "Adam": {"lr": 0.01, "weight_decay": 0.1, "amsgrad": True},
