@@ -224,6 +224,8 @@ def snapshot(x):
         return {"local": _Packed(x.to_local()), "placements": str(x.placements)}
     if isinstance(x, Tensor):
         return {"local": _Packed(x.detach()), "placements": "tensor"}
+    if isinstance(x, list):  # LBFGS's histories: lists of flat vectors
+        return [snapshot(v) for v in x]
     return x
 
 
@@ -295,6 +297,21 @@ def _state_snapshot(opt, params) -> dict:
     return out
 
 
+def _closure(objective, params, placements):
+    """The case's objective (LBFGS) on DTensor params: evaluated on the whole params, each
+    gradient laid out as its param."""
+    from impl._dtensor import full
+
+    @torch.no_grad()
+    def closure():
+        loss, grads = objective.evaluate([full(p) for p in params])
+        for i, (p, g) in enumerate(zip(params, grads, strict=True)):
+            p.grad = place(g, placements[i] if placements else None)
+        return loss
+
+    return closure
+
+
 def run_placed(subject_ref: tuple, case, foreach, sharded: bool) -> dict:
     """On every rank: the subject on the case's params, laid out as ``case.placements`` (or all
     plain tensors), stepped; what each step left, or the error and where it was raised."""
@@ -315,9 +332,12 @@ def run_placed(subject_ref: tuple, case, foreach, sharded: bool) -> dict:
         opt = _build(subject, case, params, foreach, placements)
         for t in range(case.steps):
             at = f"step {t + 1}"
-            for i, (p, g) in enumerate(zip(params, case.make_grads(t), strict=True)):
-                p.grad = place(g, placements[i] if placements else None)
-            opt.step()
+            if case.objective is not None:
+                opt.step(_closure(case.objective, params, placements))
+            else:
+                for i, (p, g) in enumerate(zip(params, case.make_grads(t), strict=True)):
+                    p.grad = place(g, placements[i] if placements else None)
+                opt.step()
             taken = {f"param {i}": snapshot(p) for i, p in enumerate(params)}
             steps.append({**taken, **_state_snapshot(opt, params)})
     except Exception as e:
@@ -352,6 +372,14 @@ def _compare(ctx, what: str, actual, expected, bound: float, *, layout: bool) ->
     """Two snapshots of one tensor: the local parts (same layout) or the full tensors."""
     from conformance import checks
 
+    if isinstance(expected, list):
+        if not isinstance(actual, list) or len(actual) != len(expected):
+            ctx.fail(what, f"{actual!r} is not a list of {len(expected)} entries like expected")
+        distances = [
+            _compare(ctx, f"{what}[{k}]", a, e, bound, layout=layout)
+            for k, (a, e) in enumerate(zip(actual, expected))
+        ]
+        return max(distances, default=0.0)
     if not isinstance(expected, dict):
         if actual != expected and not (actual != actual and expected != expected):
             ctx.fail(what, f"{actual!r} != expected {expected!r}")
@@ -366,7 +394,7 @@ def _compare(ctx, what: str, actual, expected, bound: float, *, layout: bool) ->
         and not _replicated_plain(actual, expected, what, ctx.case)
     ):
         ctx.fail(what, f"placements {actual['placements']} != expected {expected['placements']}")
-    part = "local" if layout else "full"
+    part = "local" if layout or "full" not in expected else "full"  # in a list: rank 0's
     a, e = (x.unpack() if isinstance(x, _Packed) else x for x in (actual[part], expected[part]))
     return checks.assert_ulp(ctx, what, a, e, bound)
 

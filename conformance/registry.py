@@ -773,14 +773,9 @@ REGISTRY: tuple[Entry, ...] = (
         empty_params=False,  # every param empty: torch's flat_grad.abs().max() raises
         max_groups=1,
         objective=True,
-        refused={
-            "distributed": (
-                "not verified on DTensors: LBFGS flattens every param into one vector, which "
-                "torch 2.13's DTensor refuses for uneven shards ('Cannot flatten unevenly "
-                "sharded tensor', torch.optim and impl alike), and the check's closure over a "
-                "drawn quadratic is not written for DTensors"
-            )
-        },
+        # impl gathers the flat gradient (README, Beyond one machine): torch.optim cannot
+        # flatten uneven shards, and sums its dot products across ranks on even ones
+        dtensor_reference="unsharded",
         invariants=(
             "state_dict_roundtrip",
             "grad_untouched",

@@ -1,6 +1,7 @@
 """DTensor params (FSDP2) for the optimizers whose update is not elementwise (Adafactor's row and
-column means and RMS, Muon's Newton-Schulz matrix products): each rank gathers the full tensors,
-runs the unsharded update, bit for bit what one process computes, and keeps its own shard.
+column means and RMS, Muon's Newton-Schulz matrix products, LBFGS's flat vector): each rank
+gathers the full tensors, runs the unsharded update, bit for bit what one process computes, and
+keeps its own shard.
 The elementwise classes need none of this: they run on each rank's local shard
 (``impl._base``)."""
 

@@ -20,6 +20,8 @@ from torch import Tensor
 from torch.optim import Optimizer
 
 from impl._base import check_tensor_lr, to_scalar
+from impl._dtensor import full, laid_out_as
+from impl._ops import is_dtensor
 
 __all__ = [
     "LBFGS",
@@ -41,11 +43,13 @@ def gather_flat_grad(params: list[Tensor]) -> Tensor:
     views = []
     for p in params:
         if p.grad is None:
-            view = p.new(p.numel()).zero_()
+            view = (
+                torch.zeros(p.numel(), dtype=p.dtype) if is_dtensor(p) else p.new(p.numel()).zero_()
+            )
         elif p.grad.is_sparse:
             view = p.grad.to_dense().view(-1)
-        else:
-            view = p.grad.view(-1)
+        else:  # a DTensor's gradient gathered whole (impl._dtensor): every rank holds the vector
+            view = full(p.grad).view(-1)
         if torch.is_complex(view):
             view = torch.view_as_real(view).view(-1)
         views.append(view)
@@ -65,7 +69,11 @@ def add_flat_(params: list[Tensor], step_size, update: Tensor, expected_numel: i
         if torch.is_complex(p):
             p = torch.view_as_real(p)
         numel = p.numel()
-        p.add_(update[offset : offset + numel].view_as(p), alpha=step_size)
+        part = update[offset : offset + numel].view(p.shape)
+        if is_dtensor(p):  # this rank's elements of the flat update, added to its shard
+            p.to_local().add_(laid_out_as(part, p).to_local(), alpha=step_size)
+        else:
+            p.add_(part, alpha=step_size)
         offset += numel
     # torch caches the length on the first step; a parameter resized later fails here
     if offset != expected_numel:
