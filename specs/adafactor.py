@@ -1,4 +1,5 @@
-"""Adafactor (torch 2.13's form) as SymPy statements over a whole tensor.
+"""Adafactor (torch.optim.Adafactor; Shazeer & Stern 2018), torch 2.13's form, as SymPy
+statements over a whole tensor.
 
 Not elementwise: a param of shape (..., m, n) keeps one row factor per row and one column factor
 per column, each an exponential moving average of the row / column means of g²; the second

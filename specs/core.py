@@ -298,7 +298,7 @@ def _is_scalar(spec: Spec, name: str) -> bool:
 def _exact_element(function, element, names, dtypes, digits, fallback) -> dict[str, float]:
     # >= 64 bits keeps every float64 input exact whatever `digits` says; the inputs' exponent
     # spread is added on top so that a sum like m + (1 - b1)(g - m) with |m| >> |g| cannot
-    # cancel away g's contribution (a fixed 50 digits did, for spreads beyond ~1e20).
+    # cancel away g's contribution (50 digits alone would, for spreads beyond ~1e20).
     base = max(mpmath.libmp.dps_to_prec(digits), 64) + _exponent_spread(element)
     values, previous = None, None
     for attempt in range(4):  # base, 2x, 4x, 8x bits

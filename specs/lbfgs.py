@@ -1,4 +1,5 @@
-"""L-BFGS (torch 2.13's form) as statements the harness can check on strictly convex quadratics.
+"""L-BFGS (torch.optim.LBFGS; Liu & Nocedal 1989, Nocedal & Wright's Algorithms 7.4 and 7.5),
+torch 2.13's form, as statements the harness can check on strictly convex quadratics.
 
 - **Direction.** From the stored pairs (s_i, y_i) (torch: ``old_stps``, ``old_dirs``), their
   ρ_i = 1/(y_iᵀs_i) (``ro``) and the scaling γ (``H_diag``), the inverse-Hessian approximation

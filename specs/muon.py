@@ -1,5 +1,5 @@
-"""Muon (torch 2.13's form): momentum, then Newton–Schulz orthogonalisation, as statements
-about singular values.
+"""Muon (torch.optim.Muon; Keller Jordan's Muon post, 2024), torch 2.13's form: momentum, then
+Newton–Schulz orthogonalisation, as statements about singular values.
 
 One Newton–Schulz step maps X to a X + (b G + c G²) X with G = X Xᵀ. For X = U diag(s) Vᵀ that
 is U diag(p(s)) Vᵀ with the odd quintic
@@ -27,6 +27,10 @@ import numpy as np
 import sympy
 
 X = sympy.Symbol("x", real=True)
+
+# torch.optim.Muon's default Newton–Schulz (a, b, c) (its ``ns_coefficients``); impl/muon.py
+# keeps its own copy, as impl does not import specs.
+TORCH_DEFAULT_COEFFICIENTS = (3.4445, -4.7750, 2.0315)
 
 
 def _exact(value: float) -> sympy.Rational:

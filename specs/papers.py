@@ -10,18 +10,10 @@ from __future__ import annotations
 import sympy
 from sympy.codegen.cfunctions import expm1, log1p
 
-from .algorithms import (
-    _hyper,
-    _momentum_schedule,
-    betas,
-    eps,
-    lr,
-    radam_rectification,
-    radam_rho,
-    state,
-    step_counter,
-)
+from .building_blocks import betas, eps, hyperparameter, lr, state, step_counter
 from .core import GRAD, PARAM, STEP, Spec, StateVar
+from .nadam import momentum_schedule
+from .radam import radam_rectification, radam_rho
 
 p, g, t = PARAM, GRAD, STEP
 
@@ -46,7 +38,7 @@ def nadam(*, scheduled_ema: bool = True, nu_in_n_hat: bool = True) -> Spec:
     """
     eta, epsilon = lr(2e-3), eps(1e-8)
     beta1, beta2 = betas()
-    psi = _hyper("momentum_decay", 4e-3, latex="psi")
+    psi = hyperparameter("momentum_decay", 4e-3, latex="psi")
     product = StateVar("mu_product", sympy.Symbol("Pi", positive=True), sympy.S.One, scalar=True)
     m, n = state("exp_avg", "m"), state("exp_avg_sq", "v")
     b1, nu, pi = beta1.symbol, beta2.symbol, product.symbol
@@ -63,8 +55,8 @@ def nadam(*, scheduled_ema: bool = True, nu_in_n_hat: bool = True) -> Spec:
         (step_counter(), product, m, n),
         (
             (t, t + 1),
-            (MU, _momentum_schedule(b1, psi.symbol, t)),
-            (MU_NEXT, _momentum_schedule(b1, psi.symbol, t + 1)),
+            (MU, momentum_schedule(b1, psi.symbol, t)),
+            (MU_NEXT, momentum_schedule(b1, psi.symbol, t + 1)),
             (pi, pi * MU),
             (m.symbol, ema * m.symbol + (1 - ema) * g),
             (n.symbol, nu * n.symbol + (1 - nu) * g**2),
@@ -162,8 +154,8 @@ def rprop() -> Spec:
     prev = 0 and nothing can be reverted), which ``proofs.rprop_backtracking`` checks.
     """
     eta = lr(0.1)
-    minus, plus = _hyper("etaminus", 0.5), _hyper("etaplus", 1.2)
-    low, high = _hyper("step_size_min", 1e-6), _hyper("step_size_max", 50.0)
+    minus, plus = hyperparameter("etaminus", 0.5), hyperparameter("etaplus", 1.2)
+    low, high = hyperparameter("step_size_min", 1e-6), hyperparameter("step_size_max", 50.0)
     prev = state("prev", "q")
     size = StateVar("step_size", sympy.Symbol("s", positive=True), eta.symbol)
     q, s = prev.symbol, size.symbol
@@ -208,7 +200,7 @@ def asgd() -> Spec:
     takes γ_t = lr·t^(−α) (0 < α < 1 is their example; α = 0, a constant step, is torch's
     λ = 0)."""
     eta = lr(1e-2)
-    power = _hyper("alpha", 0.75)
+    power = hyperparameter("alpha", 0.75)
     ax = state("ax", "a")
     return Spec(
         PREFIX + "ASGD(Polyak-Juditsky 1992)",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sympy
 
-from .algorithms import alpha, betas, eps, lr, momentum_hyper, state, step_counter
+from .building_blocks import alpha, betas, eps, lr, momentum_hyper, state, step_counter
 from .core import GRAD, PARAM, STEP, Spec
 
 p, g, t = PARAM, GRAD, STEP

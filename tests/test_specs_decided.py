@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from specs.algorithms import nadam, radam, rprop
+from specs.nadam import nadam
+from specs.radam import radam
+from specs.rprop import rprop
 
 
 def _rprop_step(dtype, grad, prev):
