@@ -6,27 +6,46 @@ import json
 import struct
 from pathlib import Path
 
+import matplotlib.image as mpimg
 import numpy as np
 import pytest
 import torch
+from matplotlib import colormaps
+from matplotlib.colors import LogNorm, to_rgba
 
 import impl
-from conformance import figures
+from plots import cli, heat, seed
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-STEPS = np.arange(figures.STEPS + 1)
+STEPS = np.arange(seed.STEPS + 1)
+
+
+def report_row(optimizer, check, dtype, device="cpu", status="pass", max_ulp=None, **extra):
+    """One row of a conformance report (conformance.report's JSON format)."""
+    return {
+        "subject": f"impl.{optimizer}",
+        "optimizer": optimizer,
+        "check": check,
+        "contract": "bitwise",
+        "dtype": dtype,
+        "device": device,
+        "examples": 0 if status == "skip" else 50,
+        "max_ulp": max_ulp,
+        "status": status,
+        "reason": "",
+        **extra,
+    }
+
 
 SYNTHETIC_REPORT = [
-    {"optimizer": "SGD", "check": "vs_torch", "dtype": "float32", "device": "cpu",
-     "examples": 50, "max_ulp": 0, "status": "pass", "reason": None},
-    {"optimizer": "SGD", "check": "vs_torch", "dtype": "float32", "device": "cuda",
-     "examples": 0, "max_ulp": None, "status": "skip", "reason": "CUDA not available"},
-    {"optimizer": "Adam", "check": "vs_spec", "dtype": "float32", "device": "cpu",
-     "examples": 50, "max_ulp": 3, "status": "pass", "reason": None},
-    {"optimizer": "Adam", "check": "vs_spec", "dtype": "float32", "device": "cpu",
-     "examples": 50, "max_ulp": 40, "status": "fail", "reason": "bound 8"},
-    {"optimizer": "Adam", "check": "vs_spec", "dtype": "float64", "device": "cpu",
-     "examples": 50, "max_ulp": None, "status": "pass", "reason": None},
+    report_row("SGD", "torch", "float32", max_ulp=0),
+    report_row("SGD", "torch", "float32", "cuda", "skip", reason="CUDA not available"),
+    report_row("Adam", "spec", "float32", max_ulp=3),
+    # the same cell through another subject: the cell shows the worse of the two
+    report_row("Adam", "spec", "float32", status="fail", max_ulp=40, reason="bound 8",
+               subject="impl.Adam(fused=True)"),
+    report_row("Adam", "spec", "float64"),
+    report_row("Adam", "torch", "float64", status="skip", reason="refused by the registry"),
 ]  # fmt: skip
 
 
@@ -42,18 +61,18 @@ def rendered(tmp_path_factory) -> Path:
     """Run the command line entry once, headless, with a synthetic conformance report."""
     out = tmp_path_factory.mktemp("reports")
     (out / "conformance.json").write_text(json.dumps(SYNTHETIC_REPORT))
-    figures.main(["--out", str(out), "--docs-img", str(out / "docs" / "seed-corrected.png")])
+    cli.main(["--out", str(out), "--docs-img", str(out / "docs" / "seed-corrected.png")])
     return out
 
 
 @pytest.fixture(scope="module")
-def panels32() -> dict[str, figures.Panel]:
-    return {p.run.title: p for p in figures.seed_panels()}
+def panels32() -> dict[str, seed.Panel]:
+    return {p.run.title: p for p in seed.seed_panels()}
 
 
 @pytest.fixture(scope="module")
-def panels64() -> dict[str, figures.Panel]:
-    return {p.run.title: p for p in figures.seed_panels(dtype=torch.float64)}
+def panels64() -> dict[str, seed.Panel]:
+    return {p.run.title: p for p in seed.seed_panels(dtype=torch.float64)}
 
 
 @pytest.mark.parametrize(
@@ -79,14 +98,12 @@ def test_committed_readme_figure_is_commit_sized():
 
 
 def test_missing_report_skips_heat_table_with_a_note(tmp_path, capsys, monkeypatch):
-    # Only the heat-table is under test: skip the (slow) trajectory figures.
-    monkeypatch.setattr(figures, "plot_seed_corrected", lambda *a: tmp_path / "a.png")
-    monkeypatch.setattr(figures, "plot_loss_vs_step", lambda *a: tmp_path / "b.png")
-    monkeypatch.setattr(figures, "plot_seed_dialects", lambda *a: tmp_path / "c.png")
-    monkeypatch.setattr(figures, "plot_more_optimizers", lambda *a: tmp_path / "d.png")
-    written = figures.write_all(tmp_path)
+    # Only the heat-table is under test: skip the (slow) trajectory seed.
+    fake = [tmp_path / f"{k}.png" for k in range(4)]
+    monkeypatch.setattr(seed, "write_figures", lambda *a: list(fake))
+    written = cli.write_all(tmp_path)
     assert not (tmp_path / "conformance_heat.png").exists()
-    assert len(written) == 4
+    assert written == fake
     assert "skipping the conformance heat-table" in capsys.readouterr().out
 
 
@@ -98,7 +115,7 @@ def test_gd_lr_0_1_closed_form(panels64, panels32):
     # In the figure's float32 run |x2| = 3 exactly, forever: f never drops below 90.
     x32 = panels32["GD, lr=0.1"].impl.x
     assert np.all(np.abs(x32[:, 1]) == 3)
-    assert figures.loss_along(x32)[-1] == pytest.approx(90, rel=1e-12)
+    assert seed.loss_along(x32)[-1] == pytest.approx(90, rel=1e-12)
 
 
 def test_gd_lr_0_01_closed_form(panels64):
@@ -107,7 +124,7 @@ def test_gd_lr_0_01_closed_form(panels64):
     np.testing.assert_allclose(x[:, 1], 3 * 0.8**STEPS, rtol=1e-12, atol=0)
 
 
-@pytest.mark.parametrize("title", [run.title for run in figures.SEED_RUNS])
+@pytest.mark.parametrize("title", [run.title for run in seed.SEED_RUNS])
 def test_overlay_is_bitwise(panels32, panels64, title):
     """The dashed torch.optim line of every panel lies exactly on impl's, as the legend says."""
     for panels in (panels32, panels64):
@@ -117,17 +134,17 @@ def test_overlay_is_bitwise(panels32, panels64, title):
             assert np.array_equal(panel.impl.momentum, panel.torch.momentum)
 
 
-@pytest.mark.parametrize("run", figures.MORE_RUNS, ids=lambda run: run.name)
+@pytest.mark.parametrize("run", seed.MORE_RUNS, ids=lambda run: run.name)
 def test_more_optimizers_overlay_is_bitwise_and_they_descend(run):
-    (panel,) = figures.seed_panels(runs=(run,))
+    (panel,) = seed.seed_panels(runs=(run,))
     assert panel.bitwise, f"{run.title}: max |impl − torch| = {panel.max_abs_diff}"
-    start, end = figures.loss_along(panel.impl.x[[0, -1]])
+    start, end = seed.loss_along(panel.impl.x[[0, -1]])
     assert end < start / 10, f"{run.title}: f went from {start} to {end}"
 
 
 def test_panels_run_impl_and_torch():
-    run = figures.SEED_RUNS[0]
-    assert figures.trajectory(impl.SGD, run.hyper, steps=1).x.shape == (2, 2)
+    run = seed.SEED_RUNS[0]
+    assert seed.trajectory(impl.SGD, run.hyper, steps=1).x.shape == (2, 2)
     assert getattr(impl, run.name) is impl.SGD and getattr(torch.optim, run.name) is torch.optim.SGD
 
 
@@ -136,16 +153,16 @@ def test_nesterov_true_iterate_follows_the_seeds_definition(panels64):
     panel = panels64["Nesterov, lr=0.01, μ=0.9"]
     lr, mu = panel.run.hyper["lr"], panel.run.hyper["momentum"]
     look, v = panel.impl.x, panel.impl.momentum
-    x = figures.nesterov_true_iterate(panel.impl, panel.run.hyper)
-    np.testing.assert_array_equal(x[0], figures.X0)
+    x = seed.nesterov_true_iterate(panel.impl, panel.run.hyper)
+    np.testing.assert_array_equal(x[0], seed.X0)
     np.testing.assert_allclose(x[1:], x[:-1] - lr * v[1:], rtol=0, atol=1e-12)
-    grads = np.array([figures.grad_f(p) for p in look[:-1]])
+    grads = np.array([seed.grad_f(p) for p in look[:-1]])
     np.testing.assert_allclose(v[1:], mu * v[:-1] + grads, rtol=1e-12, atol=1e-12)
 
 
 @pytest.fixture(scope="module")
-def dialects() -> dict[str, figures.Dialect]:
-    return {d.variant: d for d in figures.seed_dialects()}
+def dialects() -> dict[str, seed.Dialect]:
+    return {d.variant: d for d in seed.seed_dialects()}
 
 
 def test_dialects_use_the_seeds_hyperparameters_at_lr_0_1(dialects):
@@ -157,8 +174,8 @@ def test_rmsprop_dialect_first_step_closed_form(dialects):
     # Step 1 from h = 0: x − lr·g/√((1−α)·g²) = x − lr/√(1−α)·sign(g) (eps negligible):
     # the seed's α = 0.9 moves 0.1/√0.1 ≈ 0.316, torch's α = 0.99 moves 0.1/√0.01 = 1.
     d = dialects["seed:RMSProp"]
-    np.testing.assert_allclose(d.seed[1], np.array(figures.X0) - 0.1 / np.sqrt(0.1), rtol=1e-7)
-    np.testing.assert_allclose(d.torch[1], np.array(figures.X0) - 1.0, rtol=1e-7)
+    np.testing.assert_allclose(d.seed[1], np.array(seed.X0) - 0.1 / np.sqrt(0.1), rtol=1e-7)
+    np.testing.assert_allclose(d.torch[1], np.array(seed.X0) - 1.0, rtol=1e-7)
     assert d.max_abs_diff > 0.5  # the legend's number: α, not eps placement, makes the gap
     gap = abs(dialects["seed:RMSProp(text)"].max_abs_diff - d.max_abs_diff)
     assert gap < 1e-6
@@ -169,31 +186,152 @@ def test_adagrad_dialects_barely_differ_from_torch(dialects):
         assert 0 < dialects[name].max_abs_diff < 1e-6
 
 
-def test_heat_table_pivots_and_keeps_the_worst(tmp_path):
-    table = figures.heat_table(SYNTHETIC_REPORT)
-    assert table.rows == [("SGD", "vs_torch"), ("Adam", "vs_spec")]
-    assert table.cols == [("float32", "cpu"), ("float64", "cpu"), ("float32", "cuda")]
-    assert table.status == [["pass", None, "skip"], ["fail", "pass", None]]
-    assert table.ulp == [[0.0, None, None], [40.0, None, None]]
-    assert table.skip_reasons == {"CUDA not available": 1}
-    path = figures.plot_conformance_heat(table, tmp_path / "heat.png")
-    assert png_size(path)[0] >= 400
+# ---------------------------------------------------------------------------------------------
+# The report's heat-table
+# ---------------------------------------------------------------------------------------------
+
+OPTIMIZERS = [
+    "ASGD", "Adadelta", "Adafactor", "Adagrad", "Adam", "AdamW", "Adamax", "LBFGS", "Muon",
+    "NAdam", "RAdam", "RMSprop", "Rprop", "SGD", "SGD-nesterov", "SparseAdam",
+]  # fmt: skip
+REAL = ("float16", "bfloat16", "float32", "float64")
+ALL = (*REAL, "complex64", "complex128")
+# Every check of today's matrix with its dtypes (conformance.registry.CHECK_DTYPES), for a
+# report at least as wide as a real one: every optimizer gets every check.
+MATRIX = {
+    "torch": ALL, "spec": ALL, "spec_trajectory": ("float64",),
+    "complex_as_real": ALL[4:], "maximize": REAL, "state_dict_roundtrip": REAL,
+    "grad_untouched": REAL, "deterministic": REAL, "errors": REAL, "memory_safety": ALL,
+    "factored_moments": REAL, "two_loop": REAL[2:], "wolfe": REAL[2:], "convergence": REAL[2:],
+    "singular_values": REAL, "scale_invariance": REAL, "nesterov_lookahead": ("float64",),
+    "sparse_rows": REAL,
+}  # fmt: skip
+
+
+def full_matrix(device: str, status: str = "pass") -> list[dict]:
+    checks = {"distributed": ALL} if device == "cpu-gloo-2" else MATRIX
+    return [
+        report_row(opt, check, dtype, device, status, max_ulp=None if status == "skip" else 2.0)
+        for opt in OPTIMIZERS
+        for check, dtypes in checks.items()
+        for dtype in dtypes
+    ]
+
+
+def red_pixels(path: Path) -> int:
+    """How many pixels of the PNG are exactly the fail colour."""
+    image = mpimg.imread(path)[..., :3]
+    red = np.array(to_rgba(heat.FAIL_COLOR)[:3])
+    return int(np.all(np.abs(image - red) < 1.5 / 255, axis=-1).sum())
+
+
+def test_heat_table_has_one_row_per_optimizer_and_keeps_the_worst():
+    table = heat.heat_table(SYNTHETIC_REPORT)
+    (band,) = table.bands
+    assert band.rows == ["SGD", "Adam"]
+    assert [(g.check, g.dtypes) for g in band.groups] == [
+        ("torch", ("float32", "float64")),
+        ("spec", ("float32", "float64")),
+    ]
+    assert band.cell("Adam", "spec", "float32") == heat.Cell("fail", 40.0)
+    # in either order: the worse row wins, not the later one
+    (reverse,) = heat.heat_table(SYNTHETIC_REPORT[::-1]).bands
+    assert reverse.cell("Adam", "spec", "float32") == heat.Cell("fail", 40.0)
+    assert band.cell("Adam", "spec", "float64") == heat.Cell("pass")
+    assert band.cell("SGD", "torch", "float32") == heat.Cell("pass", 0.0)
+    assert band.cell("SGD", "spec", "float32") == heat.Cell()  # no such report row
+    assert band.cell("Adam", "torch", "float64") == heat.Cell("skip", skip=1)
+    assert table.skip_reasons == {"refused by the registry": 1}
+
+
+def test_a_device_that_only_skipped_is_a_note_not_a_band():
+    table = heat.heat_table(SYNTHETIC_REPORT)
+    assert table.skipped_devices == {
+        "cuda": "cuda: not drawn, all 1 row skipped (CUDA not available)"
+    }
+    assert [band.devices for band in table.bands] == [("cpu",)]
+
+
+MINI_MATRIX = [("torch", "float32"), ("torch", "float64"), ("spec", "float32")]
+
+
+def test_devices_share_a_band_until_it_is_full(monkeypatch):
+    # in the report's order: by device name
+    rows = [
+        *(report_row("SGD", c, d, "cpu") for c, d in MINI_MATRIX),
+        *(report_row("SGD", "distributed", d, "cpu-gloo-2") for d in ("float32", "float64")),
+        *(report_row("SGD", c, d, "cuda") for c, d in MINI_MATRIX),
+    ]
+    monkeypatch.setattr(heat, "MAX_COLUMNS", 5)
+    bands = heat.heat_table(rows).bands
+    assert [b.devices for b in bands] == [("cpu", "cpu-gloo-2"), ("cuda",)]
+    monkeypatch.setattr(heat, "MAX_COLUMNS", 2)  # narrower than a device: cut between checks
+    bands = heat.heat_table(rows).bands
+    assert [[g.check for g in b.groups] for b in bands] == [
+        ["torch"],
+        ["spec"],
+        ["distributed"],
+        ["torch"],
+        ["spec"],
+    ]
+
+
+def test_full_matrix_heat_table_fits_a_screen(tmp_path):
+    report = [
+        *full_matrix("cpu"),
+        *full_matrix("cpu-gloo-2"),
+        *full_matrix("cuda", status="skip"),  # CI's machines have no GPU
+    ]
+    table = heat.heat_table(report)
+    assert [band.rows for band in table.bands] == [OPTIMIZERS]
+    width, height = png_size(heat.plot_conformance_heat(table, tmp_path / "heat.png"))
+    assert width <= 2000 and height <= 1000, (width, height)
+
+
+def test_with_a_gpu_the_devices_stack_in_two_bands(tmp_path):
+    report = [*full_matrix("cpu"), *full_matrix("cpu-gloo-2"), *full_matrix("cuda")]
+    table = heat.heat_table(report)
+    assert [band.rows for band in table.bands] == [OPTIMIZERS, OPTIMIZERS]
+    width, height = png_size(heat.plot_conformance_heat(table, tmp_path / "heat.png"))
+    assert width <= 2000 and height <= 1250, (width, height)
+
+
+def test_a_failing_cell_is_drawn_red(tmp_path):
+    # The key has a red patch too: count what the failing cell adds to it.
+    passing = [dict(r, status="pass") if r["status"] == "fail" else r for r in SYNTHETIC_REPORT]
+    with_fail = heat.plot_conformance_heat(heat.heat_table(SYNTHETIC_REPORT), tmp_path / "f.png")
+    without = heat.plot_conformance_heat(heat.heat_table(passing), tmp_path / "p.png")
+    cell_area = heat.CELL_W * heat.CELL_H * heat.DPI**2
+    assert red_pixels(with_fail) - red_pixels(without) > cell_area / 2
+
+
+@pytest.mark.parametrize("status", ["fail", "error", "something new"])
+def test_anything_but_pass_or_skip_is_red(status):
+    assert heat.cell_rgba(heat.Cell(status, 0.0), LogNorm(1, 10)) == to_rgba(heat.FAIL_COLOR)
+
+
+def test_cell_colours_follow_the_key():
+    norm, shades = LogNorm(1, 1e6), colormaps[heat.ULP_CMAP]  # unclipped: <= 0 would be masked
+    assert heat.cell_rgba(heat.Cell(), norm) == to_rgba(heat.MISSING_COLOR)
+    assert heat.cell_rgba(heat.Cell("skip", skip=1), norm) == to_rgba(heat.SKIP_COLOR)
+    assert heat.cell_rgba(heat.Cell("pass"), norm) == to_rgba(heat.PASS_COLOR)
+    assert heat.cell_rgba(heat.Cell("pass", 0.0), norm) == to_rgba(heat.BITWISE_COLOR)
+    assert heat.cell_rgba(heat.Cell("pass", 1e3), norm) == shades(0.5)
+    # 0 of another measure is not "bitwise"; below the scale (a negative residual) is lightest
+    assert heat.cell_rgba(heat.Cell("pass", 0.0), norm, "σ error") == shades(0.0)
+    assert heat.cell_rgba(heat.Cell("pass", -1e8), norm, "residual/allowance") == shades(0.0)
 
 
 def test_an_infinite_distance_is_drawn_in_the_darkest_colour(tmp_path):
     rows = [
-        {
-            "subject": "torch.optim.SGD(foreach=True)",
-            "optimizer": "SGD",
-            "check": "torch",
-            "dtype": dt,
-            "device": "cpu",
-            "max_ulp": ulp,
-            "status": "pass",
-            "reason": "",
-        }
+        report_row("SGD", "torch", dt, max_ulp=ulp, subject="torch.optim.SGD(foreach=True)")
         for dt, ulp in (("float32", float("inf")), ("float64", 3.0))
     ]
-    table = figures.heat_table(rows)
-    assert table.rows == [("torch.optim.SGD(foreach=True) as SGD", "torch")]
-    assert figures.plot_conformance_heat(table, tmp_path / "audit_heat.png").exists()
+    table = heat.heat_table(rows)
+    (band,) = table.bands
+    assert band.rows == ["torch.optim.SGD(foreach=True) as SGD"]
+    darkest = colormaps[heat.ULP_CMAP](1.0)
+    norm = heat.value_norm(table)
+    assert heat.cell_rgba(band.cell(band.rows[0], "torch", "float32"), norm) == darkest
+    assert heat.cell_rgba(heat.Cell("pass", float("nan")), norm) == darkest
+    assert heat.plot_conformance_heat(table, tmp_path / "audit_heat.png").exists()

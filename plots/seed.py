@@ -1,49 +1,34 @@
-"""Pictures: the seed post's experiment reproduced and corrected, and the conformance report.
+"""The seed post's experiment reproduced and corrected, as data and as figures.
 
-``python -m conformance.figures [--out reports] [--report PATH] [--docs-img PATH]`` writes
-
-- ``more_optimizers.png``: Adamax, NAdam, RAdam, Adadelta, ASGD and Rprop on the same function,
-  impl with torch.optim dashed over it;
 - ``seed_corrected.png``: the seed's eight panels on f(x1, x2) = x1² + 10·x2² from (4, 3), run
   with ``impl`` and overlaid (dashed) with the same run of ``torch.optim``; the duplicated panel is
   replaced by Nesterov's stored look-ahead iterate drawn with the iterate it stands for;
 - ``loss_vs_step.png``: f along every trajectory, one log-scale plot;
 - ``seed_dialects.png``: the seed's RMSProp and AdaGrad formulas (``specs.VARIANTS``) beside
   torch's;
-- ``conformance_heat.png``: ``conformance.json`` as an optimizer × check by dtype × device table,
-  only when that report exists.
+- ``more_optimizers.png``: Adamax, NAdam, RAdam, Adadelta, ASGD and Rprop on the same function,
+  impl with torch.optim dashed over it.
 
 Data functions return what the plot functions draw, so tests can check the numbers behind a picture.
-Figures are built with ``matplotlib.figure.Figure`` (no pyplot), so they render headless anywhere.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import shutil
-import textwrap
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from matplotlib import colormaps
-from matplotlib.cm import ScalarMappable
-from matplotlib.colors import LogNorm, to_rgba
 from matplotlib.figure import Figure
-from matplotlib.patches import Patch
 
 import impl
 import specs
-from conformance.report import measure
+from plots.canvas import DPI, save
 
 X0 = (4.0, 3.0)
 STEPS = 100
 DTYPE = torch.float32  # the seed's torch.tensor([4.0, 3.0])
 BOX = (-5.0, 5.0)  # the seed's plotting window, both axes
-DPI = 100
 
 
 def f(x):
@@ -212,64 +197,6 @@ def seed_dialects(steps: int = STEPS) -> list[Dialect]:
 
 
 # ---------------------------------------------------------------------------------------------
-# Data: conformance heat-table
-# ---------------------------------------------------------------------------------------------
-
-# Worst first: a cell that several report rows fall into shows its worst status.
-_SEVERITY = {"fail": 3, "error": 3, "pass": 2, "skip": 1}
-
-
-@dataclass(frozen=True)
-class HeatTable:
-    """``status[i][j]`` / ``ulp[i][j]`` for row (optimizer, check) i and column (dtype, device) j;
-    ``None`` status means the report has no such row."""
-
-    rows: list[tuple[str, str]]
-    cols: list[tuple[str, str]]
-    status: list[list[str | None]]
-    ulp: list[list[float | None]]
-    skip_reasons: dict[str, int]
-
-
-def _worse(a: str | None, b: str) -> str:
-    return b if a is None or _SEVERITY.get(b, 3) > _SEVERITY.get(a, 3) else a
-
-
-def _row_label(r: dict) -> str:
-    """The optimizer entry for impl's own rows; subject and entry for any other subject's."""
-    subject = r.get("subject", "")
-    return (
-        r["optimizer"]
-        if not subject or subject.startswith("impl.")
-        else (f"{subject} as {r['optimizer']}")
-    )
-
-
-def heat_table(report: Sequence[dict]) -> HeatTable:
-    """Pivot the report's rows (subject, optimizer, check, dtype, device, max_ulp, status)."""
-    # The report's own order (the registry's), columns grouped by device.
-    rows = list(dict.fromkeys((_row_label(r), r["check"]) for r in report))
-    cols = sorted(dict.fromkeys((r["dtype"], r["device"]) for r in report), key=lambda c: c[1])
-    status = [[None] * len(cols) for _ in rows]
-    ulp = [[None] * len(cols) for _ in rows]
-    reasons: dict[str, int] = {}
-    for r in report:
-        i, j = rows.index((_row_label(r), r["check"])), cols.index((r["dtype"], r["device"]))
-        status[i][j] = _worse(status[i][j], r["status"])
-        if r.get("max_ulp") is not None:
-            ulp[i][j] = max(ulp[i][j] or 0.0, float(r["max_ulp"]))
-        if r["status"] == "skip":
-            reason = r.get("reason") or "no reason given"
-            reasons[reason] = reasons.get(reason, 0) + 1
-    return HeatTable(rows, cols, status, ulp, reasons)
-
-
-def load_report(path: Path) -> list[dict] | None:
-    """The conformance report's rows, or None when the harness has not written one."""
-    return json.loads(path.read_text()) if path.exists() else None
-
-
-# ---------------------------------------------------------------------------------------------
 # Plotting
 # ---------------------------------------------------------------------------------------------
 
@@ -370,7 +297,7 @@ def plot_seed_corrected(panels: list[Panel], path: Path, dtype=DTYPE) -> Path:
         "★ minimum;  contours log-spaced (f = 0.01 … 250)",
         fontsize=12,
     )
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def plot_more_optimizers(panels: list[Panel], path: Path, dtype=DTYPE) -> Path:
@@ -384,7 +311,7 @@ def plot_more_optimizers(panels: list[Panel], path: Path, dtype=DTYPE) -> Path:
         "○ start, × end, ★ minimum",
         fontsize=12,
     )
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def plot_loss_vs_step(panels: list[Panel], path: Path, dtype=DTYPE) -> Path:
@@ -407,7 +334,7 @@ def plot_loss_vs_step(panels: list[Panel], path: Path, dtype=DTYPE) -> Path:
     )
     ax.grid(True, which="major", alpha=0.3)
     ax.legend(fontsize=8, ncol=2)
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def _dialect_label(d: Dialect) -> str:
@@ -471,145 +398,18 @@ def plot_seed_dialects(dialects: list[Dialect], path: Path) -> Path:
         "(seed formulas evaluated from specs.VARIANTS; ○ start, × end, ★ minimum)",
         fontsize=12,
     )
-    return _save(fig, path)
+    return save(fig, path)
 
 
-BITWISE_COLOR, PASS_COLOR = "#7fc97f", "#c7e9c0"
-SKIP_COLOR, FAIL_COLOR, MISSING_COLOR = "#d9d9d9", "#e31a1c", "white"
-ULP_CMAP = "YlOrBr"
-
-
-def _cell(status: str | None, ulp: float | None, norm, cmap) -> tuple[tuple, str]:
-    """Colour and text of one heat-table cell."""
-    if status is None:
-        return to_rgba(MISSING_COLOR), "—"
-    if status == "skip":
-        return to_rgba(SKIP_COLOR), "skip"
-    if status != "pass":  # fail, error, or anything unknown: never shown as a pass
-        label = status.upper()
-        return to_rgba(FAIL_COLOR), label if ulp is None else f"{label}\n{ulp:.3g}"
-    if ulp is None:
-        return to_rgba(PASS_COLOR), "pass"
-    if ulp == 0:
-        return to_rgba(BITWISE_COLOR), "bitwise"
-    return cmap(norm(ulp)), f"{ulp:.3g}"
-
-
-def plot_conformance_heat(table: HeatTable, path: Path) -> Path:
-    """Optimizer × check rows by dtype × device columns, coloured by max ULP; skips grey."""
-    cmap = colormaps[ULP_CMAP]
-    finite = [u for row in table.ulp for u in row if u and np.isfinite(u)]
-    # clip: an infinite distance (NaN against a number) takes the darkest colour
-    norm = LogNorm(vmin=1, vmax=max([10.0, *finite]), clip=True)
-    n_rows, n_cols = len(table.rows), len(table.cols)
-    labels = [
-        f"{opt} · {check}" + ("" if measure(check) == "ULP" else f" ({measure(check)})")
-        for opt, check in table.rows
-    ]
-    label_width = 0.075 * max((len(label) for label in labels), default=20)
-    fig = Figure(
-        figsize=(1.5 + label_width + 1.25 * n_cols, 1.8 + 0.32 * n_rows),
-        dpi=DPI,
-        layout="constrained",
-    )
-    ax = fig.subplots()
-    image = np.zeros((n_rows, n_cols, 4))
-    for i in range(n_rows):
-        for j in range(n_cols):
-            image[i, j], text = _cell(table.status[i][j], table.ulp[i][j], norm, cmap)
-            dark = (
-                table.status[i][j] not in (None, "skip", "pass")
-                or (table.ulp[i][j] or 0) > norm.vmax**0.6
-            )
-            ax.text(
-                j, i, text, ha="center", va="center", fontsize=7, color="white" if dark else "black"
-            )
-    ax.imshow(image, aspect="auto", interpolation="nearest")
-    ax.set_xticks(range(n_cols), [f"{dt}\n{dev}" for dt, dev in table.cols], fontsize=8)
-    ax.set_yticks(range(n_rows), labels, fontsize=8)
-    ax.xaxis.tick_top()
-    ax.set_xticks(np.arange(-0.5, n_cols), minor=True)
-    ax.set_yticks(np.arange(-0.5, n_rows), minor=True)
-    ax.grid(which="minor", color="white", lw=1.5)
-    ax.tick_params(which="minor", length=0)
-    fig.colorbar(ScalarMappable(norm, cmap), ax=ax, label="max error (log)", shrink=0.6)
-    handles = [
-        Patch(color=BITWISE_COLOR, label="bitwise (0 ULP)"),
-        Patch(color=PASS_COLOR, label="pass (no ULP measured)"),
-        Patch(color=SKIP_COLOR, label="\n".join(_skip_labels(table.skip_reasons))),
-        Patch(color=FAIL_COLOR, label="fail (or error)"),
-        Patch(facecolor=MISSING_COLOR, edgecolor="grey", label="— no such row in the report"),
-    ]
-    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.01), ncol=2, fontsize=8)
-    ax.set_title(
-        "Max error per subject × check × dtype × device (ULP unless the row names a measure)"
-    )
-    return _save(fig, path)
-
-
-def _skip_labels(reasons: dict[str, int], width: int = 110) -> list[str]:
-    """'skip' with each reason and how many report rows gave it, wrapped to ``width``."""
-    return [
-        textwrap.fill(f"skip: {reason} ({n} rows)", width) for reason, n in reasons.items()
-    ] or ["skip"]
-
-
-def _save(fig: Figure, path: Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI)
-    return path
-
-
-# ---------------------------------------------------------------------------------------------
-# Entry point
-# ---------------------------------------------------------------------------------------------
-
-
-def write_all(out: Path, report: Path | None = None, dtype=DTYPE, seed=True) -> list[Path]:
-    """Render every figure under ``out`` (``seed=False``: only the report's heat-table); the
-    heat-table only if the report exists."""
+def write_figures(out: Path, dtype=DTYPE) -> list[Path]:
+    """The four seed figures under ``out``, ``seed_corrected.png`` first (the README's picture)."""
     out = Path(out)
-    written = []
-    if seed:
-        panels = seed_panels(dtype=dtype)
-        written = [
-            plot_seed_corrected(panels, out / "seed_corrected.png", dtype),
-            plot_loss_vs_step(panels, out / "loss_vs_step.png", dtype),
-            plot_seed_dialects(seed_dialects(), out / "seed_dialects.png"),
-            plot_more_optimizers(
-                seed_panels(dtype=dtype, runs=MORE_RUNS), out / "more_optimizers.png", dtype
-            ),
-        ]
-    report = out / "conformance.json" if report is None else Path(report)
-    rows = load_report(report)
-    if rows is None:
-        print(f"figures: no {report}; skipping the conformance heat-table (run the harness first)")
-    else:
-        heat = out / f"{report.stem}_heat.png"  # conformance_heat.png, audit_heat.png
-        written.append(plot_conformance_heat(heat_table(rows), heat))
-    return written
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m conformance.figures", description=__doc__.split("\n")[0]
-    )
-    parser.add_argument("--out", type=Path, default=Path("reports"), help="output folder")
-    parser.add_argument(
-        "--report", type=Path, help="conformance JSON (default: OUT/conformance.json)"
-    )
-    parser.add_argument("--dtype", choices=["float32", "float64"], default="float32")
-    parser.add_argument("--report-only", action="store_true", help="only the report's heat-table")
-    parser.add_argument("--docs-img", type=Path, help="also copy seed_corrected.png here (README)")
-    args = parser.parse_args(argv)
-    written = write_all(args.out, args.report, getattr(torch, args.dtype), not args.report_only)
-    if args.docs_img:
-        args.docs_img.parent.mkdir(parents=True, exist_ok=True)
-        written.append(Path(shutil.copyfile(written[0], args.docs_img)))
-    for path in written:
-        print(f"figures: wrote {path}")
-
-
-if __name__ == "__main__":
-    main()
+    panels = seed_panels(dtype=dtype)
+    return [
+        plot_seed_corrected(panels, out / "seed_corrected.png", dtype),
+        plot_loss_vs_step(panels, out / "loss_vs_step.png", dtype),
+        plot_seed_dialects(seed_dialects(), out / "seed_dialects.png"),
+        plot_more_optimizers(
+            seed_panels(dtype=dtype, runs=MORE_RUNS), out / "more_optimizers.png", dtype
+        ),
+    ]

@@ -1,5 +1,5 @@
 """Speed of impl relative to torch.optim, measured interleaved in one run: ``python -m
-conformance.benchmark`` (``nox -s bench``). Prints ratios and writes them, with the machine, to
+benchmarks`` (``nox -s bench``). Prints ratios and writes them, with the machine, to
 ``reports/bench.json``; asserts nothing: machines are noisy, so speed targets live here and
 never in timed tests.
 
@@ -172,7 +172,9 @@ def _print_rows(title: str, rows: list[dict]) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks", description=" ".join(__doc__.split("\n\n")[0].split())
+    )
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument(

@@ -1,0 +1,5 @@
+"""``python -m plots``: see ``plots.cli``."""
+
+from plots.cli import main
+
+main()
