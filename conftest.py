@@ -1,12 +1,13 @@
-"""Root conftest: the Hypothesis profiles (see conformance/profiles) for the unit tests too.
+"""Root conftest: the Hypothesis profiles (conformance/core/profiles.py) for the unit tests too.
 
-The conformance matrix's own options (``--device``, ``--conformance-*``) live in
-conformance/conftest.py so that they also work with ``pytest --pyargs conformance``.
+The conformance matrix's own options (``--device``, ``--conformance-*``) live in the pytest plugin
+``conformance/plugin.py`` (a ``pytest11`` entry point), so that they also work with
+``pytest --pyargs conformance``.
 """
 
 import torch
 
-from conformance import profiles
+from conformance.core import profiles
 
 profiles.load_from_env()
 

@@ -12,6 +12,8 @@ local CPU wheel) instead of resolving a multi-GB CUDA build.  Anything after
 """
 
 import random
+import shutil
+import subprocess
 
 import nox
 
@@ -46,13 +48,39 @@ def tests(session: nox.Session) -> None:
     )
 
 
-@nox.session(python=PYTHON)
-@nox.parametrize("device", ["cpu", "cuda"])
+def _no_gpu_reason() -> str | None:
+    """Why this machine cannot run CUDA, told without torch (nox's own environment has none), so
+    that the cuda sessions skip before they build a virtualenv and install torch for nothing."""
+    smi = shutil.which("nvidia-smi")
+    if smi is None:
+        return "no NVIDIA GPU: nvidia-smi is not on PATH (CUDA is not verified on this machine)"
+    listed = subprocess.run([smi, "-L"], capture_output=True, text=True, check=False)
+    if listed.returncode != 0 or "GPU" not in listed.stdout:
+        return f"no NVIDIA GPU: `nvidia-smi -L` lists none ({listed.stderr.strip()[:120]})"
+    return None
+
+
+NO_GPU = _no_gpu_reason()
+# (python, device): python=False builds no virtualenv, for a cuda session that will only skip
+DEVICES = nox.parametrize(
+    ("python", "device"),
+    [(PYTHON, "cpu"), (False if NO_GPU else PYTHON, "cuda")],
+    ids=["device='cpu'", "device='cuda'"],
+)
+
+
+def _skip_without_gpu(session: nox.Session, device: str) -> None:
+    if device == "cuda" and NO_GPU:
+        session.skip(NO_GPU)
+
+
+@nox.session
+@DEVICES
 def conformance(session: nox.Session, device: str) -> None:
     """Every registry entry on one device: impl vs torch.optim, vs its spec, and invariants.
 
     Writes reports/conformance.{json,md} (rows of the other device are kept), prints the
-    table, and draws the figures (conformance.figures) from it. The Hypothesis profile defaults
+    table, and draws the figures (plots) from it. The Hypothesis profile defaults
     to ``ci``; a later ``-- --hypothesis-profile=NAME`` wins. Without a GPU the cuda session's
     tests and rows are skips, with the reason.
 
@@ -60,6 +88,7 @@ def conformance(session: nox.Session, device: str) -> None:
     writes reports/conformance.slice-K-of-N.json instead (``nox -s report`` merges them); the
     figures are then left to whoever merges, since one slice's table is not the matrix.
     """
+    _skip_without_gpu(session, device)
     _install(session, "harness,plot")
     try:
         session.run(
@@ -74,7 +103,7 @@ def conformance(session: nox.Session, device: str) -> None:
         )
     finally:  # draw the pictures of a failing run too: that is when the red cells matter
         if not _sliced(session.posargs):
-            session.run("python", "-m", "conformance.figures", "--out", "reports")
+            session.run("python", "-m", "plots", "--out", "reports")
 
 
 def _sliced(args) -> bool:
@@ -162,11 +191,12 @@ def conformance_explore(session: nox.Session) -> None:
     )
 
 
-@nox.session(python=PYTHON)
-@nox.parametrize("device", ["cpu", "cuda"])
+@nox.session
+@DEVICES
 def audit(session: nox.Session, device: str) -> None:
     """torch.optim itself under the ``ulp`` contract: every entry's class with foreach=True, and
     with fused=True where torch offers it. Writes reports/audit.{json,md} and audit_heat.png."""
+    _skip_without_gpu(session, device)
     _install(session, "harness,plot")
     try:
         session.run(
@@ -186,7 +216,7 @@ def audit(session: nox.Session, device: str) -> None:
         session.run(
             "python",
             "-m",
-            "conformance.figures",
+            "plots",
             "--out",
             "reports",
             "--report",
@@ -202,7 +232,7 @@ def figures(session: nox.Session) -> None:
     ``nox -s figures -- --docs-img docs/img/seed-corrected.png`` also refreshes the README picture.
     """
     _install(session, "harness,plot")
-    session.run("python", "-m", "conformance.figures", "--out", "reports", *session.posargs)
+    session.run("python", "-m", "plots", "--out", "reports", *session.posargs)
 
 
 @nox.session(python=PYTHON)
@@ -211,11 +241,14 @@ def bench(session: nox.Session) -> None:
     costs, measured interleaved in one run; prints them and writes reports/bench.json. Asserts
     nothing."""
     _install(session, "harness,fast")
-    session.run("python", "-m", "conformance.benchmark", *session.posargs)
+    session.run("python", "-m", "benchmarks", *session.posargs)
 
 
 @nox.session(python=PYTHON)
 def lint(session: nox.Session) -> None:
-    session.install("ruff")
+    """ruff, and import-linter's contracts ([tool.importlinter] in pyproject.toml): the harness's
+    layers import only downwards, and impl and specs never import the harness."""
+    session.install(*CONSTRAINTS, "ruff", "import-linter>=2.0", "-e", ".[harness]")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
+    session.run("lint-imports")

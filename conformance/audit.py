@@ -1,8 +1,8 @@
 """Audit any optimizer: ``python -m conformance audit TARGET`` and ``conformance.audit.audit()``.
 
-Both are a thin layer over the pytest options of ``conformance/conftest.py``: the same checks,
-report rows and reproductions as ``nox -s conformance``, aimed at another subject. Bad targets,
-entries and kwargs are refused up front with one line that names the problem.
+Both are a thin layer over the pytest options of the plugin (``conformance/plugin.py``): the same
+checks, report rows and reproductions as ``nox -s conformance``, aimed at another subject. Bad
+targets, entries and kwargs are refused up front with one line that names the problem.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 from conformance import registry
 from conformance import subject as subjects_
+from conformance.core.repro import import_path
 
 DTYPES = registry.REAL_DTYPES + registry.COMPLEX_DTYPES
 
@@ -40,7 +41,7 @@ def pytest_args(
         )
     args = ["--pyargs", "conformance", "-p", "no:cacheprovider"]
     if target is not None:
-        path = target if isinstance(target, str) else subjects_.import_target(target)
+        path = target if isinstance(target, str) else import_path(target)
         args += [f"--conformance-subject={path}", f"--conformance-contract={contract}"]
         args += [f"--conformance-kwargs={kv}" for kv in kwargs]
     if suite:

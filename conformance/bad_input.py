@@ -35,7 +35,7 @@ import torch
 from hypothesis import strategies as st
 
 from conformance import strategies
-from conformance.case import Case, Sparse
+from conformance.core.case import Case, Sparse
 
 # tensor-valued hyperparameters, as the source text a case holds and the tensor it stands for
 TENSORS = {

@@ -15,8 +15,9 @@ import json
 import pytest
 import torch
 
-from conformance import distributed, profiles, registry, report, slices, strategies
+from conformance import checks, registry, report, slices, strategies
 from conformance import subject as subjects_
+from conformance.core import gloo, profiles
 
 profiles.load_from_env()
 
@@ -26,10 +27,10 @@ def pytest_addoption(parser):
     group.addoption(
         "--device",
         action="append",
-        choices=("cpu", "cuda", distributed.DEVICE),
+        choices=("cpu", "cuda", gloo.DEVICE),
         help="device(s) to run the conformance matrix on (default: cpu); repeatable. "
-        f"{distributed.DEVICE}: the distributed check on DTensor params of a "
-        f"{distributed.WORLD_SIZE}-rank gloo mesh, and only it",
+        f"{gloo.DEVICE}: the distributed check on DTensor params of a "
+        f"{gloo.WORLD_SIZE}-rank gloo mesh, and only it",
     )
     group.addoption(
         "--conformance-subject",
@@ -203,14 +204,12 @@ def pytest_generate_tests(metafunc):
     if marker is None or "target" not in metafunc.fixturenames:
         return
     config = metafunc.config
-    targets = registry.targets(
-        marker.args[0],
-        config._conformance_subjects,
-        _devices(config),
-        config._conformance_dtypes,
+    kind = checks.CHECKS[marker.args[0]]
+    targets = kind.targets(
+        config._conformance_subjects, _devices(config), config._conformance_dtypes
     )
-    if not targets and marker.args[0] == "distributed":
-        reason = f"the distributed check runs on --device={distributed.DEVICE} (nox -s distributed)"
+    if not targets and kind.on_gloo:
+        reason = f"the distributed check runs on --device={gloo.DEVICE} (nox -s distributed)"
         targets = [pytest.param(None, marks=pytest.mark.skip(reason=reason), id="not-this-device")]
         return metafunc.parametrize("target", targets)
     metafunc.parametrize("target", targets, ids=[t.id for t in targets])
@@ -236,15 +235,13 @@ def _device_available(request):
         return
     if target.device == "cuda" and (reason := _cuda_unavailable_reason()):
         pytest.skip(reason)
-    if target.device == distributed.DEVICE and (reason := distributed.unavailable_reason()):
-        pytest.skip(reason)
-    if reason := target.subject.unsupported(target.dtype, target.device):
+    if target.device == gloo.DEVICE and (reason := gloo.unavailable_reason()):
         pytest.skip(reason)
     marker = request.node.get_closest_marker("check")
-    refused = target.entry.refused
-    check = marker.args[0] if marker else None
-    if check and (reason := refused.get(check) or refused.get(f"{check}:{target.dtype}")):
+    if marker and (reason := target.entry.refusal(marker.args[0], target.dtype)):
         pytest.skip(f"refused by the registry: {reason}")
+    if reason := target.subject.unsupported(target.dtype, target.device):
+        pytest.skip(reason)
 
 
 def _target_and_check(item):
@@ -306,7 +303,7 @@ class _XdistRows:
 
 
 def pytest_sessionfinish(session, exitstatus):
-    distributed.close_pool()
+    gloo.close_pool()
     config = session.config
     if hasattr(config, "workerinput"):  # xdist worker: hand rows to the controller
         config.workeroutput["conformance_rows"] = json.dumps(list(report.ROWS.values()))
@@ -322,10 +319,20 @@ def pytest_sessionfinish(session, exitstatus):
         report.merge(merged, plugin.rows)
     name = config._conformance_report_name
     if config.getoption("splits") is not None:
-        return _write_slice(config, merged, plugin.slice if plugin else None)
-    if not merged:
-        return
-    config._conformance_table = report.write(config.rootpath / "reports", merged, name)
+        _write_slice(config, merged, plugin.slice if plugin else None)
+    elif merged:
+        config._conformance_table = report.write(config.rootpath / "reports", merged, name)
+    _fail_on_undeclared_refusals(session, list(merged.values()))
+
+
+def _fail_on_undeclared_refusals(session, rows: list[dict]) -> None:
+    """A requested row that ran no example because the subject refused its dtype fails the run,
+    unless the lack was declared: by the user (``--conformance-dtypes``, the audit's
+    ``--dtypes``) or with a reason in the registry (``Entry.refused``)."""
+    refusals = report.undeclared_refusals(rows, subjects_.REFUSES)
+    session.config._conformance_refusals = refusals
+    if refusals and session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def _write_slice(config, merged: dict, from_workers: dict | None) -> None:
@@ -351,14 +358,25 @@ def _write_slice(config, merged: dict, from_workers: dict | None) -> None:
     directory = config.rootpath / "reports"
     config._conformance_table = report.write_slice(directory, merged, meta)
     path = report.slice_path(directory, meta["name"], meta["group"], meta["splits"])
-    config._conformance_report_file = f"reports/{path.name}"
+    config._conformance_report_files = [f"reports/{path.name}"]
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
     table = getattr(config, "_conformance_table", None)
     if table is None:
         return
-    where = getattr(config, "_conformance_report_file", None)
-    where = where or f"reports/{config._conformance_report_name}.md"
-    terminalreporter.section(f"conformance report ({where})")
-    terminalreporter.write(report.markdown(table))
+    name = config._conformance_report_name
+    where = getattr(config, "_conformance_report_files", None)
+    where = where or [f"reports/{name}.md", f"reports/{name}.json"]
+    terminalreporter.section("conformance summary")
+    terminalreporter.write(report.summary(table, where))
+    if refusals := getattr(config, "_conformance_refusals", None):
+        terminalreporter.section("undeclared refusals: these rows ran no example", red=True)
+        for r in refusals:
+            terminalreporter.write_line(
+                f"{r['optimizer']} {r['check']} {r['dtype']}: {r['reason']}"
+            )
+        terminalreporter.write_line(
+            "The run fails: declare the lack with --conformance-dtypes (audit: --dtypes), or "
+            "fix the subject if it should take these dtypes."
+        )

@@ -15,362 +15,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
-from hypothesis import strategies as st
 
-from conformance import bounds, distributed
-from conformance.case import DTYPES
+from conformance import domains
+from conformance.bounds import torch_order as bounds
+from conformance.core.case import DTYPES
 
 REAL_DTYPES = ("float16", "bfloat16", "float32", "float64")
 COMPLEX_DTYPES = ("complex64", "complex128")
 DEVICES = ("cpu", "cuda")
-# the distributed check's only device, and the only check on it: a gloo mesh of CPU ranks
-GLOO = distributed.DEVICE
 
 
 def _impl_module():
     return importlib.import_module("impl")
-
-
-# -- hyperparameter domains (mirroring the specs' Hyper domains, narrowed where noted) -----------
-# purpose "torch" (parity and invariants): the whole domain torch accepts, minus fp16 underflow.
-# purpose "spec"/"spec_trajectory": the well-conditioned domain of the one-step bounds:
-#   - decay rates beta in {0} U [0.5, 1): torch forms 1 - beta in double, exact there (Sterbenz),
-#     while for 0 < beta < 0.5 its rounding is amplified by m/m' in lerp (seen: 606 ULP at
-#     beta1 = 1e-4);
-#   - maximize off and one sign for params, grads and momentum-like state (strategies), so no
-#     sum in the update cancels; maximize is checked bitwise by its own invariant;
-#   - spec_trajectory: no weight decay (a param that changes sign would cancel g + wd*p);
-#   - hyperparameters that may be small (weight decay, lr decay, initial accumulator) are 0 or
-#     in [SPEC_MIN, hi], like the tensors (strategies: [2**-20, 2**20]). The relative rounding
-#     model holds for normal numbers only: a double below float32's normal range is cast into
-#     the float32 compute type with an *absolute* error of up to half its smallest subnormal
-#     (2**-150), i.e. a relative error up to 100% (issue 13: weight_decay = 2**-149 made
-#     g = wd*p round to 2**-148 instead of 1.5 * 2**-149, and 5e-46 cast to 0; then g/avg with
-#     avg ~ eps amplified that to 1e7 ULPs of momentum_buffer). With both factors >= 2**-20 every
-#     product the updates form is >= 2**-100 (conformance.bounds), normal in float32,
-#     bfloat16 and float64; float16's remaining underflows are the absolute terms of
-#     ``spec_underflow``.
-SPEC_MIN = 2.0**-20
-
-
-def _small(purpose, hi, default=0.0):
-    """0 (or ``default``) or a value in [lo, hi]; lo = SPEC_MIN for the spec purposes."""
-    lo = SPEC_MIN if purpose.startswith("spec") else 0.0
-    return st.one_of(st.just(default), st.just(0.0), st.floats(lo, hi))
-
-
-def _lr():
-    return st.floats(1e-4, 1.0)
-
-
-def _eps(dtype: torch.dtype):
-    # float16: eps below ~6e-5 is subnormal and 1e-8 underflows to 0, after which a zero second
-    # moment divides by zero (torch's own fp16 tests use eps=0.1). Other dtypes: torch's range.
-    if dtype == torch.float16:
-        return st.floats(1e-3, 1.0)
-    return st.one_of(st.just(1e-8), st.floats(1e-12, 1e-1))
-
-
-def _weight_decay(purpose, default=0.0):
-    if purpose == "spec_trajectory":
-        return st.just(0.0)
-    return _small(purpose, 0.5, default)
-
-
-def _rate(purpose, hi=0.99, typical=None):
-    """A decay rate / momentum in [0, hi] (spec purposes: {0} U [0.5, hi])."""
-    lo = 0.5 if purpose.startswith("spec") else 0.0
-    options = [st.just(0.0), st.floats(lo, hi)]
-    if typical is not None:
-        options.insert(0, st.just(typical))
-    return st.one_of(options)
-
-
-def _maximize(purpose):
-    return st.just(False) if purpose.startswith("spec") else st.booleans()
-
-
-@st.composite
-def sgd_hyper(draw, dtype, purpose, *, nesterov=False):
-    momentum = draw(
-        st.floats(0.5 if purpose.startswith("spec") else 0.01, 0.99) if nesterov else _rate(purpose)
-    )
-    return {
-        "lr": draw(_lr()),
-        "momentum": momentum,
-        "dampening": 0.0 if nesterov or momentum == 0 else draw(_rate(purpose, 1.0)),
-        "weight_decay": draw(_weight_decay(purpose)),
-        "nesterov": nesterov,
-        "maximize": draw(_maximize(purpose)),
-    }
-
-
-@st.composite
-def adam_hyper(draw, dtype, purpose, *, decoupled=False):
-    return {
-        "lr": draw(_lr()),
-        "betas": (draw(_rate(purpose, 0.99, 0.9)), draw(_rate(purpose, 0.9999, 0.999))),
-        "eps": draw(_eps(dtype)),
-        "weight_decay": draw(_weight_decay(purpose, 1e-2 if decoupled else 0.0)),
-        "amsgrad": draw(st.booleans()),
-        "maximize": draw(_maximize(purpose)),
-    }
-
-
-@st.composite
-def adagrad_hyper(draw, dtype, purpose):
-    return {
-        "lr": draw(_lr()),
-        "lr_decay": draw(_small(purpose, 0.5)),
-        "weight_decay": draw(_weight_decay(purpose)),
-        "initial_accumulator_value": draw(_small(purpose, 1.0)),
-        "eps": draw(st.floats(1e-3, 1.0) if dtype == torch.float16 else st.floats(1e-12, 1e-1)),
-        "maximize": draw(_maximize(purpose)),
-    }
-
-
-@st.composite
-def rmsprop_hyper(draw, dtype, purpose):
-    return {
-        "lr": draw(st.floats(1e-4, 0.1)),
-        # vs spec, alpha = 0 makes centered sq - grad_avg**2 exactly 0 (torch: rounding noise)
-        "alpha": draw(
-            st.floats(0.5, 0.9999) if purpose.startswith("spec") else _rate(purpose, 0.9999, 0.99)
-        ),
-        "eps": draw(_eps(dtype)),
-        "weight_decay": draw(_weight_decay(purpose)),
-        "momentum": draw(_rate(purpose)),
-        "centered": draw(st.booleans()),
-        "maximize": draw(_maximize(purpose)),
-    }
-
-
-@st.composite
-def adamax_hyper(draw, dtype, purpose):
-    return {
-        "lr": draw(_lr()),
-        "betas": (draw(_rate(purpose, 0.99, 0.9)), draw(_rate(purpose, 0.9999, 0.999))),
-        "eps": draw(_eps(dtype)),
-        "weight_decay": draw(_weight_decay(purpose)),
-        "maximize": draw(_maximize(purpose)),
-    }
-
-
-@st.composite
-def nadam_hyper(draw, dtype, purpose):
-    return {
-        **draw(adamax_hyper(dtype, purpose)),
-        "momentum_decay": draw(_small(purpose, 0.5, 4e-3)),
-        "decoupled_weight_decay": draw(st.booleans()),
-    }
-
-
-@st.composite
-def radam_hyper(draw, dtype, purpose):
-    return {**draw(adamax_hyper(dtype, purpose)), "decoupled_weight_decay": draw(st.booleans())}
-
-
-@st.composite
-def adadelta_hyper(draw, dtype, purpose):
-    return {
-        "lr": draw(_lr()),
-        "rho": draw(_rate(purpose, 1.0, 0.9)),
-        "eps": draw(st.floats(1e-3, 1.0) if dtype == torch.float16 else _eps(dtype)),
-        "weight_decay": draw(_weight_decay(purpose)),
-        "maximize": draw(_maximize(purpose)),
-    }
-
-
-@st.composite
-def asgd_hyper(draw, dtype, purpose):
-    return {
-        "lr": draw(_lr()),
-        "lambd": draw(_small(purpose, 0.5, 1e-4)),
-        "alpha": draw(st.one_of(st.just(0.75), st.floats(0.0, 2.0))),
-        # the default 1e6 never averages; small t0 starts the averaging within the steps drawn
-        "t0": draw(st.one_of(st.just(1e6), st.floats(0.0, 10.0))),
-        "weight_decay": draw(_weight_decay(purpose)),
-        "maximize": draw(_maximize(purpose)),
-    }
-
-
-@st.composite
-def rprop_hyper(draw, dtype, purpose):
-    return {
-        "lr": draw(_lr()),
-        "etas": (draw(st.floats(0.1, 0.9)), draw(st.floats(1.1, 3.0))),
-        "step_sizes": (draw(_small(purpose, 1e-3, 1e-6)), draw(st.floats(1.0, 100.0))),
-        "maximize": draw(_maximize(purpose)),
-    }
-
-
-# -- state layouts (torch's keys; kinds are explained in strategies.starting_state) ------------
-def sgd_state(group):
-    return {"momentum_buffer": "any"} if group["momentum"] != 0 else {}
-
-
-def adam_state(group):
-    fields = {"step": "step", "exp_avg": "any", "exp_avg_sq": "nonneg"}
-    if group["amsgrad"]:
-        fields["max_exp_avg_sq"] = ("ge", "exp_avg_sq")
-    return fields
-
-
-def adagrad_state(group):
-    return {"step": "step", "sum": "nonneg"}
-
-
-def rmsprop_state(group):
-    fields = {"step": "step"}
-    if group["centered"]:
-        fields["grad_avg"] = "any"
-        fields["square_avg"] = ("ge_square", "grad_avg")
-    else:
-        fields["square_avg"] = "nonneg"
-    if group["momentum"] > 0:
-        fields["momentum_buffer"] = "any"
-    return fields
-
-
-def adamax_state(group):
-    return {"step": "step", "exp_avg": "any", "exp_inf": "nonneg"}
-
-
-def nadam_state(group):
-    # mu_product = mu_1...mu_t with mu_k <= beta1 < 1: any value in (0, 1]
-    return {
-        "step": "step",
-        "mu_product": ("scalar", 2.0**-10, 1.0),
-        "exp_avg": "any",
-        "exp_avg_sq": "nonneg",
-    }
-
-
-def radam_state(group):
-    return {"step": "step", "exp_avg": "any", "exp_avg_sq": "nonneg"}
-
-
-def adadelta_state(group):
-    return {"step": "step", "square_avg": "nonneg", "acc_delta": "nonneg"}
-
-
-def asgd_state(group):
-    # eta = lr/(1 + lambd*lr*t)**alpha <= lr, mu = 1/max(1, t - t0) in (0, 1]
-    return {
-        "step": "step",
-        "eta": ("scalar", 2.0**-20, 1.0),
-        "mu": ("scalar", 2.0**-10, 1.0),
-        "ax": "any",
-    }
-
-
-def sparse_adam_state(group):
-    return {"step": "int_step", "exp_avg": "any", "exp_avg_sq": "nonneg"}
-
-
-@st.composite
-def sparse_adam_hyper(draw, dtype, purpose):
-    return {
-        "lr": draw(_lr()),
-        "betas": (draw(_rate(purpose, 0.99, 0.9)), draw(_rate(purpose, 0.9999, 0.999))),
-        "eps": draw(_eps(dtype)),
-        "maximize": draw(_maximize(purpose)),
-    }
-
-
-def rprop_state(group):
-    return {"step": "step", "prev": "any", "step_size": "nonneg"}
-
-
-@st.composite
-def adafactor_hyper(draw, dtype, purpose):
-    # vs spec: eps1² must be a normal number of the dtype. torch clamps V at eps1*eps1 cast into
-    # the dtype; below its smallest normal that is 0 (eps1 = 1e-30 in float32), and a zero
-    # gradient element becomes rsqrt(0) * 0 = NaN where the statement says 0 (README, findings)
-    lo = 2 * torch.finfo(dtype).tiny ** 0.5 if purpose.startswith("spec") else 1e-30
-    eps1 = draw(st.one_of(st.none(), st.floats(lo, max(lo, 1e-3))))
-    return {
-        "lr": draw(st.one_of(st.just(1e-2), _lr())),
-        # w_t = t**beta2_decay; 0 keeps no memory (w_t = 1)
-        "beta2_decay": draw(st.one_of(st.just(-0.8), st.floats(-1.0, 0.0))),
-        "eps": (eps1, draw(st.one_of(st.just(1e-3), st.floats(0.0, 0.1)))),
-        "d": draw(st.one_of(st.just(1.0), st.floats(1.0, 10.0))),
-        "weight_decay": draw(_weight_decay(purpose)),
-        "maximize": draw(_maximize(purpose)),
-    }
-
-
-def adafactor_state(group):
-    return {"step": "step", "row_var": "nonneg", "col_var": "nonneg", "variance": "nonneg"}
-
-
-def adafactor_state_shape(key: str, shape: tuple) -> tuple | None:
-    """torch keeps row and column factors for >= 2-d params (the last dim, resp. the one
-    before it, reduced to 1) and a full ``variance`` below that; None: the key is absent."""
-    factored = len(shape) >= 2
-    if key == "row_var":
-        return (*shape[:-1], 1) if factored else None
-    if key == "col_var":
-        return (*shape[:-2], 1, shape[-1]) if factored else None
-    if key == "variance":
-        return None if factored else shape
-    return shape
-
-
-DEFAULT_NS = (3.4445, -4.7750, 2.0315)
-
-
-@st.composite
-def muon_hyper(draw, dtype, purpose):
-    # singular_values: 1 or 2 Newton-Schulz steps; the a-priori bfloat16 bound of 3 or more
-    # exceeds the singular values' own range (structured_bounds.muon_singular_values)
-    steps = st.integers(1, 2) if purpose == "singular_values" else st.integers(1, 6)
-    coefficients = st.one_of(
-        st.just(DEFAULT_NS),
-        # near the defaults, as users tune them (far off, p diverges: p(1) > 1)
-        st.tuples(st.floats(3.0, 3.6), st.floats(-5.0, -4.5), st.floats(1.8, 2.2)),
-    )
-    return {
-        "lr": draw(_lr()),
-        "weight_decay": draw(_small(purpose, 0.5, 0.1)),
-        "momentum": draw(_rate(purpose, 0.99, 0.95)),
-        "nesterov": draw(st.booleans()),
-        "ns_coefficients": draw(coefficients),
-        "eps": draw(st.one_of(st.just(1e-7), st.floats(1e-12, 1e-3))),
-        "ns_steps": draw(steps if purpose == "singular_values" else st.one_of(st.just(5), steps)),
-        "adjust_lr_fn": draw(st.sampled_from([None, "original", "match_rms_adamw"])),
-    }
-
-
-def muon_state(group):
-    return {"momentum_buffer": "any"}
-
-
-@st.composite
-def lbfgs_hyper(draw, dtype, purpose):
-    group = draw(_lbfgs_group())
-    if group["max_eval"] is None:
-        group["max_eval"] = group["max_iter"] * 5 // 4
-    return group
-
-
-@st.composite
-def _lbfgs_group(draw):
-    return {
-        "lr": draw(st.one_of(st.just(1.0), st.floats(0.1, 1.0))),
-        "max_iter": draw(st.one_of(st.just(20), st.integers(1, 8))),
-        # None as the constructor resolves it (a group's own None is never resolved: max_eval
-        # - n in the line search then raises a TypeError, in torch as in impl)
-        "max_eval": draw(st.one_of(st.just(None), st.integers(1, 12))),
-        "tolerance_grad": draw(st.one_of(st.just(1e-7), st.floats(1e-9, 1e-3))),
-        "tolerance_change": draw(st.one_of(st.just(1e-9), st.floats(0.0, 1e-3))),
-        "history_size": draw(st.one_of(st.just(100), st.integers(1, 6))),
-        "line_search_fn": draw(st.sampled_from([None, "strong_wolfe"])),
-    }
-
-
-def lbfgs_state(group):
-    return {}  # every run starts fresh: the history is built by the steps themselves
 
 
 @dataclass(frozen=True)
@@ -405,7 +61,7 @@ class Entry:
     spec_underflow: Callable = lambda group, before, exact, dtype: {}
     invariants: tuple = ("maximize", "state_dict_roundtrip", "grad_untouched", "deterministic")
     divergences: tuple = ()  # documented, known differences (of torch, or of the spec dialect)
-    # "check" or "check:dtype" -> why it does not run there; a skip row with the reason
+    # "check", "check:dtype" or "dtype" -> why it does not run there; a skip row with the reason
     refused: dict = field(default_factory=dict)
     # sparse COO gradients: "never" (torch raises; only dense drawn), "maybe" (drawn per param)
     # or "always" (SparseAdam: dense ones raise). ``sparse_accepted(group, dtype)``: whether
@@ -439,6 +95,11 @@ class Entry:
     @property
     def reference(self):
         return getattr(torch.optim, self.torch_name)
+
+    def refusal(self, check: str, dtype: str) -> str | None:
+        """Why the registry does not run ``check`` in ``dtype`` for this entry, or None."""
+        refused = self.refused
+        return refused.get(check) or refused.get(f"{check}:{dtype}") or refused.get(dtype)
 
 
 def adagrad_maximize_rounds_lr(group, dtype, foreach) -> bool:
@@ -486,7 +147,7 @@ _COMPLEX_ARITHMETIC = (
 _SCALAR_STATE_ROUNDTRIP = {
     f"state_dict_roundtrip:{dtype}": (
         "torch's load_state_dict casts the 0-d float32 states to the param's dtype, so a "
-        "resumed run differs from the uninterrupted one (README, audit findings)"
+        "resumed run differs from the uninterrupted one (docs/torch-findings.md#finding-8)"
     )
     for dtype in ("float16", "bfloat16", "float64")
 }
@@ -495,8 +156,8 @@ REGISTRY: tuple[Entry, ...] = (
     Entry(
         "SGD",
         "SGD",
-        sgd_hyper,
-        sgd_state,
+        domains.sgd_hyper,
+        domains.sgd_state,
         spec_bound=bounds.sgd,
         spec_underflow=bounds.sgd_underflow,
         complex_ulp=8,
@@ -510,8 +171,8 @@ REGISTRY: tuple[Entry, ...] = (
     Entry(
         "SGD-nesterov",
         "SGD",
-        lambda dtype, purpose: sgd_hyper(dtype, purpose, nesterov=True),
-        sgd_state,
+        lambda dtype, purpose: domains.sgd_hyper(dtype, purpose, nesterov=True),
+        domains.sgd_state,
         spec_bound=bounds.sgd,
         spec_underflow=bounds.sgd_underflow,
         trajectory_ulp=64,
@@ -534,8 +195,8 @@ REGISTRY: tuple[Entry, ...] = (
     Entry(
         "Adagrad",
         "Adagrad",
-        adagrad_hyper,
-        adagrad_state,
+        domains.adagrad_hyper,
+        domains.adagrad_state,
         spec_bound=bounds.adagrad,
         spec_underflow=bounds.adagrad_underflow,
         eager_state=True,
@@ -561,8 +222,8 @@ REGISTRY: tuple[Entry, ...] = (
     Entry(
         "RMSprop",
         "RMSprop",
-        rmsprop_hyper,
-        rmsprop_state,
+        domains.rmsprop_hyper,
+        domains.rmsprop_state,
         spec_bound=bounds.rmsprop,
         spec_underflow=bounds.rmsprop_underflow,
         complex_ulp=4,
@@ -575,8 +236,8 @@ REGISTRY: tuple[Entry, ...] = (
     Entry(
         "Adam",
         "Adam",
-        adam_hyper,
-        adam_state,
+        domains.adam_hyper,
+        domains.adam_state,
         spec_bound=bounds.adam,
         spec_underflow=bounds.adam_underflow,
         complex_ulp=4,
@@ -589,16 +250,16 @@ REGISTRY: tuple[Entry, ...] = (
     Entry(
         "AdamW",
         "AdamW",
-        lambda dtype, purpose: adam_hyper(dtype, purpose, decoupled=True),
-        adam_state,
+        lambda dtype, purpose: domains.adam_hyper(dtype, purpose, decoupled=True),
+        domains.adam_state,
         spec_bound=bounds.adamw,
         spec_underflow=bounds.adamw_underflow,
     ),
     Entry(
         "Adamax",
         "Adamax",
-        adamax_hyper,
-        adamax_state,
+        domains.adamax_hyper,
+        domains.adamax_state,
         paths_differ=True,
         spec_bound=bounds.adamax,
         spec_underflow=bounds.adamax_underflow,
@@ -612,8 +273,8 @@ REGISTRY: tuple[Entry, ...] = (
     Entry(
         "NAdam",
         "NAdam",
-        nadam_hyper,
-        nadam_state,
+        domains.nadam_hyper,
+        domains.nadam_state,
         paths_differ=True,
         spec_bound=bounds.nadam,
         spec_underflow=bounds.nadam_underflow,
@@ -622,8 +283,8 @@ REGISTRY: tuple[Entry, ...] = (
     Entry(
         "RAdam",
         "RAdam",
-        radam_hyper,
-        radam_state,
+        domains.radam_hyper,
+        domains.radam_state,
         paths_differ=True,
         spec_bound=bounds.radam,
         spec_underflow=bounds.radam_underflow,
@@ -631,8 +292,8 @@ REGISTRY: tuple[Entry, ...] = (
     Entry(
         "Adadelta",
         "Adadelta",
-        adadelta_hyper,
-        adadelta_state,
+        domains.adadelta_hyper,
+        domains.adadelta_state,
         spec_bound=bounds.adadelta,
         spec_underflow=bounds.adadelta_underflow,
         complex_ulp=4,
@@ -648,8 +309,8 @@ REGISTRY: tuple[Entry, ...] = (
     Entry(
         "ASGD",
         "ASGD",
-        asgd_hyper,
-        asgd_state,
+        domains.asgd_hyper,
+        domains.asgd_state,
         paths_differ=True,
         spec_bound=bounds.asgd,
         spec_underflow=bounds.asgd_absolute,
@@ -658,26 +319,29 @@ REGISTRY: tuple[Entry, ...] = (
     Entry(
         "Rprop",
         "Rprop",
-        rprop_hyper,
-        rprop_state,
+        domains.rprop_hyper,
+        domains.rprop_state,
         spec_bound=bounds.rprop,
         spec_underflow=bounds.rprop_underflow,
     ),
     Entry(
         "SparseAdam",
         "SparseAdam",
-        sparse_adam_hyper,
-        sparse_adam_state,
+        domains.sparse_adam_hyper,
+        domains.sparse_adam_state,
         spec_bound=bounds.sparse_adam,
         spec_underflow=bounds.sparse_adam_absolute,
-        # complex params: the subject probe skips those rows with torch's own refusal
-        # ("SparseAdam does not support complex parameters")
         sparse_grads="always",
         refused={
             "distributed": (
                 "SparseAdam takes sparse COO gradients only, and DTensor has no sparse layout "
                 "(fully_shard and DCP shard dense tensors)"
-            )
+            ),
+            **dict.fromkeys(
+                COMPLEX_DTYPES,
+                'torch.optim.SparseAdam refuses complex params (ValueError "SparseAdam does not '
+                'support complex parameters"), and so does impl (tests/test_impl_sparse_adam.py)',
+            ),
         },
         invariants=(
             "maximize",
@@ -695,13 +359,13 @@ REGISTRY: tuple[Entry, ...] = (
     Entry(
         "Adafactor",
         "Adafactor",
-        adafactor_hyper,
-        adafactor_state,
+        domains.adafactor_hyper,
+        domains.adafactor_state,
         elementwise=False,
         dtypes=REAL_DTYPES,
         empty_params=False,
-        state_shape=adafactor_state_shape,
-        # impl gathers each DTensor param (README, Beyond one machine): torch.optim refuses 2-d
+        state_shape=domains.adafactor_state_shape,
+        # impl gathers each DTensor param (docs/distributed.md#gather): torch.optim refuses 2-d
         # shards and reduces the RMS across shards elsewhere, in another order than unsharded
         dtensor_reference="unsharded",
         # the for-loop path adds alpha*update in one kernel, foreach rounds alpha*update first
@@ -721,23 +385,23 @@ REGISTRY: tuple[Entry, ...] = (
             "eps1 with eps1² below the dtype's smallest normal (eps1 = 1e-30 in "
             "float32) makes a zero gradient element NaN: the clamp at "
             "eps1*eps1 is 0 in the dtype and rsqrt(0) * 0 = NaN. The spec domain draws eps1 "
-            "above that; the torch check draws it anywhere (README, audit findings).",
+            "above that; the torch check draws it anywhere (docs/torch-findings.md#finding-16).",
             "eps1=None is resolved once per step for the whole group: torch's for-loop path "
             "takes the dtype of the first param with a gradient, its foreach path the first "
             "(device, dtype) bucket in hash order (float64 before float32). impl mirrors both "
-            "(README, audit findings).",
+            "(docs/torch-findings.md#finding-17).",
         ),
     ),
     Entry(
         "Muon",
         "Muon",
-        muon_hyper,
-        muon_state,
+        domains.muon_hyper,
+        domains.muon_state,
         elementwise=False,
         dtypes=REAL_DTYPES,
         param_dims=(2, 2),
         empty_params=False,  # an A x 0 param: torch's A / B in the lr ratio divides by zero
-        # impl gathers each DTensor param (README, Beyond one machine): torch.optim's
+        # impl gathers each DTensor param (docs/distributed.md#gather): torch.optim's
         # Newton-Schulz on Shard(0) DTensors sums partial products across ranks (its sharded run
         # differs from its unsharded one) or refuses an in-place add_
         dtensor_reference="unsharded",
@@ -746,7 +410,7 @@ REGISTRY: tuple[Entry, ...] = (
                 "torch 2.13 normalises a bfloat16 momentum buffer in place without Nesterov "
                 "(grad.bfloat16() is the buffer itself, then div_), so the next step's "
                 "momentum mixes a scaled gradient into an unscaled buffer; impl mirrors it "
-                "(README, audit findings)"
+                "(docs/torch-findings.md#finding-20)"
             ),
         },
         invariants=(
@@ -765,15 +429,15 @@ REGISTRY: tuple[Entry, ...] = (
     Entry(
         "LBFGS",
         "LBFGS",
-        lbfgs_hyper,
-        lbfgs_state,
+        domains.lbfgs_hyper,
+        domains.lbfgs_state,
         elementwise=False,
         dtypes=("float32", "float64"),
         param_dims=(0, 2),
         empty_params=False,  # every param empty: torch's flat_grad.abs().max() raises
         max_groups=1,
         objective=True,
-        # impl gathers the flat gradient (README, Beyond one machine): torch.optim cannot
+        # impl gathers the flat gradient (docs/distributed.md#gather): torch.optim cannot
         # flatten uneven shards, and sums its dot products across ranks on even ones
         dtensor_reference="unsharded",
         invariants=(
@@ -793,40 +457,6 @@ REGISTRY: tuple[Entry, ...] = (
 )
 
 BY_NAME = {e.name: e for e in REGISTRY}
-
-# Which dtypes each check runs on (the rest of the matrix comes from the entries).
-CHECK_DTYPES = {
-    "torch": REAL_DTYPES + COMPLEX_DTYPES,
-    "spec": REAL_DTYPES + COMPLEX_DTYPES,
-    "spec_trajectory": ("float64",),
-    "complex_as_real": COMPLEX_DTYPES,
-    "nesterov_lookahead": ("float64",),
-}
-CHECK_DTYPES.update(
-    {
-        k: REAL_DTYPES
-        for k in (
-            "maximize",
-            "state_dict_roundtrip",
-            "grad_untouched",
-            "deterministic",
-            "errors",
-        )
-    }
-)
-CHECK_DTYPES["memory_safety"] = REAL_DTYPES + COMPLEX_DTYPES
-CHECK_DTYPES["sparse_rows"] = REAL_DTYPES
-CHECK_DTYPES["distributed"] = REAL_DTYPES + COMPLEX_DTYPES
-CHECK_DTYPES.update(
-    {
-        "factored_moments": REAL_DTYPES,
-        "singular_values": REAL_DTYPES,
-        "scale_invariance": REAL_DTYPES,
-        "two_loop": ("float32", "float64"),
-        "wolfe": ("float32", "float64"),
-        "convergence": ("float32", "float64"),
-    }
-)
 
 
 @dataclass(frozen=True)
@@ -849,27 +479,3 @@ class Target:
     @property
     def torch_dtype(self) -> torch.dtype:
         return DTYPES[self.dtype]
-
-
-def applies(entry: Entry, check: str) -> bool:
-    if check in ("spec", "spec_trajectory"):
-        return entry.elementwise
-    if check in ("torch", "errors", "memory_safety", "distributed"):
-        return True
-    if check == "complex_as_real":
-        return any(d in COMPLEX_DTYPES for d in entry.dtypes)
-    return check in entry.invariants
-
-
-def targets(check: str, subjects, devices=("cpu",), dtypes=None) -> list[Target]:
-    return [
-        Target(subject, dtype, device)
-        for device in devices
-        for subject in subjects
-        if applies(subject.entry, check)
-        # the gloo mesh runs the distributed check and nothing else; it runs nowhere else
-        and (device == GLOO) == (check == "distributed")
-        and (device in subject.entry.devices or device == GLOO)
-        for dtype in CHECK_DTYPES[check]
-        if dtype in subject.entry.dtypes and (dtypes is None or dtype in dtypes)
-    ]

@@ -1,4 +1,4 @@
-"""Regression examples: cases that once broke a declared bound (issue 13), replayed forever.
+"""Regression examples: cases that once broke a declared bound, replayed forever.
 
 The conformance tests draw with ``@given(data=st.data())``, where ``@example`` does not fit, so
 the examples live here as a table of ``(check, registry entry name, Case)`` and
@@ -11,13 +11,49 @@ from __future__ import annotations
 
 import numpy as np
 
-from conformance.case import Case, P
+from conformance.core.case import Case, P
+
+# Adam's and AdamW's float64 trajectory (4 steps, beta2 = 0.999, from step 1 with exp_avg = 2050
+# >> g; weight_decay 0, so AdamW's update is Adam's).
+_BIAS_CORRECTED_TRAJECTORY = Case(
+    dtype="float64",
+    device="cpu",
+    params=[P(np.array([0.0, 0.5]).reshape((2,)), "contiguous")],
+    groups=[
+        {
+            "lr": 1.0,
+            "betas": (0.0, 0.999),
+            "eps": 1e-08,
+            "weight_decay": 0.0,
+            "amsgrad": False,
+            "maximize": False,
+            "params": [0],
+        }
+    ],
+    state={
+        0: {
+            "step": 1.0,
+            "exp_avg": np.array([2050.0, 2050.0]).reshape((2,)),
+            "exp_avg_sq": np.array([0.0, 0.0]).reshape((2,)),
+        }
+    },
+    grads=[
+        [np.array([1.00001, 1.00001]).reshape((2,))],
+        [np.array([1.1, 1.1]).reshape((2,))],
+        [np.array([0.75, 0.75]).reshape((2,))],
+        [np.array([1.5, 1.5]).reshape((2,))],
+    ],
+    foreach=None,
+    torch_foreach=None,
+    tensor_lr=False,
+)
+
 
 REGRESSIONS = (
     # RMSprop float32, momentum buffer: weight_decay = 2**-149 (a double drawn from
     # st.floats(0, 0.5)) is float32's smallest subnormal; g = 0 + wd*p = 1.5 * 2**-149 rounds to
     # 2**-148, an absolute underflow error that m' = g/avg (avg ~ eps) amplified to 3.1e6 ULPs.
-    # Fix (domain): spec hyperparameters are 0 or >= 2**-20 (registry, SPEC_MIN).
+    # Fix (domain): spec hyperparameters are 0 or >= 2**-20 (domains.SPEC_MIN).
     (
         "spec",
         "RMSprop",
@@ -169,7 +205,7 @@ REGRESSIONS = (
     # rounds -0.1 into float16 (-0.0999755859375) first; minimizing -g takes the out-of-place
     # _foreach_mul with -0.1 in float32. On torch.optim.Adagrad itself maximize on g and
     # minimize on -g differ by 1, 2, 4 ULP at steps 1-3 (element 0, which heads for 0). The
-    # old "<= 1 ULP" invariant failed this way (issue 13: 4 ULP at step 2).
+    # "<= 1 ULP" invariant this replaces failed this way (4 ULP at step 2).
     # Fix (analysis): registry.adagrad_maximize_rounds_lr, minimize at lr rounded into the
     # dtype, bitwise; with the condition forced False this row fails at step 1 (1 ULP > 0).
     (
@@ -205,7 +241,7 @@ REGRESSIONS = (
     ),
     # Adagrad bfloat16, the same path and cause (-0.1 rounds to -0.10009765625 in bfloat16):
     # on torch.optim.Adagrad maximize on g vs minimize on -g differ by 0, 0, 1, 4 ULP at
-    # steps 1-4 (issue 13: 14 ULP). Passes bitwise at the rounded lr; fails at step 3 with
+    # steps 1-4 (14 ULP over a longer run). Passes bitwise at the rounded lr; fails at step 3 with
     # maximize_rounds_lr forced False.
     (
         "maximize",
@@ -237,87 +273,13 @@ REGRESSIONS = (
             tensor_lr=False,
         ),
     ),
-    # Adam float64 trajectory (4 steps, beta2 = 0.999, from step 1 with exp_avg = 2050 >> g):
-    # the old check iterated spec.step_float64, whose m + (1 - beta1)*(g - m) rounds g - m at
-    # m's binade (2**11 above g's) and so loses g's low bits, while torch's lerp with weight
-    # 1 - beta1 >= 0.5 computes g - beta1*(g - m), exact at beta1 = 0; the bias correction
-    # at t = 2 (sqrt(1 - 0.999**2)) carries that into p' ~ 1.4 with p = 0 (scale = |p'|).
-    # Old check: 2570 ULP at step 1 (> 1024; issue 13: 1.2e3 at step 2, shrunk by Hypothesis
-    # to this shape). Current per-step exact check: 91 ULP at scale, within (16, 6) plus the
-    # float64 bias-correction slack (beta2**t / (1 - beta2**t) ~ 500 at t = 2).
-    # Fix (analysis): trajectories judged per step against spec.step_exact.
-    (
-        "spec_trajectory",
-        "Adam",
-        Case(
-            dtype="float64",
-            device="cpu",
-            params=[P(np.array([0.0, 0.5]).reshape((2,)), "contiguous")],
-            groups=[
-                {
-                    "lr": 1.0,
-                    "betas": (0.0, 0.999),
-                    "eps": 1e-08,
-                    "weight_decay": 0.0,
-                    "amsgrad": False,
-                    "maximize": False,
-                    "params": [0],
-                }
-            ],
-            state={
-                0: {
-                    "step": 1.0,
-                    "exp_avg": np.array([2050.0, 2050.0]).reshape((2,)),
-                    "exp_avg_sq": np.array([0.0, 0.0]).reshape((2,)),
-                }
-            },
-            grads=[
-                [np.array([1.00001, 1.00001]).reshape((2,))],
-                [np.array([1.1, 1.1]).reshape((2,))],
-                [np.array([0.75, 0.75]).reshape((2,))],
-                [np.array([1.5, 1.5]).reshape((2,))],
-            ],
-            foreach=None,
-            torch_foreach=None,
-            tensor_lr=False,
-        ),
-    ),
-    # AdamW float64, the same trajectory (weight_decay 0: AdamW's update is Adam's): old check
-    # 2570 ULP, current per-step exact check 91 ULP at scale.
-    (
-        "spec_trajectory",
-        "AdamW",
-        Case(
-            dtype="float64",
-            device="cpu",
-            params=[P(np.array([0.0, 0.5]).reshape((2,)), "contiguous")],
-            groups=[
-                {
-                    "lr": 1.0,
-                    "betas": (0.0, 0.999),
-                    "eps": 1e-08,
-                    "weight_decay": 0.0,
-                    "amsgrad": False,
-                    "maximize": False,
-                    "params": [0],
-                }
-            ],
-            state={
-                0: {
-                    "step": 1.0,
-                    "exp_avg": np.array([2050.0, 2050.0]).reshape((2,)),
-                    "exp_avg_sq": np.array([0.0, 0.0]).reshape((2,)),
-                }
-            },
-            grads=[
-                [np.array([1.00001, 1.00001]).reshape((2,))],
-                [np.array([1.1, 1.1]).reshape((2,))],
-                [np.array([0.75, 0.75]).reshape((2,))],
-                [np.array([1.5, 1.5]).reshape((2,))],
-            ],
-            foreach=None,
-            torch_foreach=None,
-            tensor_lr=False,
-        ),
-    ),
+    # A per-step check is needed here, not a float64 oracle iterated along the run: the
+    # oracle's m + (1 - beta1)*(g - m) rounds g - m at m's binade (2**11 above g's) and loses
+    # g's low bits, while torch's lerp with weight 1 - beta1 >= 0.5 computes g - beta1*(g - m),
+    # exact at beta1 = 0; the bias correction at t = 2 (sqrt(1 - 0.999**2)) carries that into
+    # p' ~ 1.4 with p = 0 (scale = |p'|). Iterated, that oracle sat 2570 ULP away at step 1;
+    # judged per step against spec.step_exact the run is 91 ULP at scale, within (16, 6) plus
+    # the float64 bias-correction slack (beta2**t / (1 - beta2**t) ~ 500 at t = 2).
+    ("spec_trajectory", "Adam", _BIAS_CORRECTED_TRAJECTORY),
+    ("spec_trajectory", "AdamW", _BIAS_CORRECTED_TRAJECTORY),
 )

@@ -23,6 +23,9 @@ import json
 import re
 from pathlib import Path
 
+from conformance.checks import ALL_DTYPES, CHECKS
+from conformance.registry import REGISTRY
+
 FIELDS = (
     "subject",
     "optimizer",
@@ -36,20 +39,12 @@ FIELDS = (
     "reason",
 )
 KEY = ("subject", "optimizer", "check", "dtype", "device")
-# What a row's number ("max_ulp") measures: ULPs (at scale, vs spec) unless named here; the
-# kinds of the optimizers that are not elementwise have measures of their own
-# (conformance.structured)
-MEASURES = {
-    "factored_moments": "u at scale",
-    "singular_values": "σ error",
-    "two_loop": "u at magnitude",
-    "wolfe": "residual/allowance",
-    "convergence": "|x−x*|/bound",
-}
 
 
 def measure(check: str) -> str:
-    return MEASURES.get(check, "ULP")
+    """What a row's number ("max_ulp") counts: the check kind's measure (ULPs unless named)."""
+    kind = CHECKS.get(check)
+    return kind.measure if kind else "ULP"
 
 
 ROWS: dict[tuple, dict] = {}
@@ -208,11 +203,9 @@ def merge_slices(directory: Path, name: str = "conformance") -> list[dict]:
 
 
 def _order(r):
-    from conformance.registry import CHECK_DTYPES, COMPLEX_DTYPES, REAL_DTYPES, REGISTRY
-
     names = [e.name for e in REGISTRY]
-    checks = list(CHECK_DTYPES)
-    dtypes = list(REAL_DTYPES + COMPLEX_DTYPES)
+    checks = list(CHECKS)
+    dtypes = list(ALL_DTYPES)
 
     def pos(seq, x):
         return seq.index(x) if x in seq else len(seq)
@@ -251,3 +244,125 @@ def markdown(table: list[dict]) -> str:
     lines.append("")
     lines.append(", ".join(f"{n} {s}" for s, n in counts.items()))
     return "\n".join(lines) + "\n"
+
+
+# -- the terminal summary: optimizer x check kind, one screen ---------------------------------
+_ABBREVIATIONS = {
+    "spec_trajectory": "traj",
+    "complex_as_real": "cplx",
+    "nesterov_lookahead": "nest",
+    "maximize": "max",
+    "state_dict_roundtrip": "sd",
+    "grad_untouched": "grad",
+    "deterministic": "det",
+    "errors": "err",
+    "memory_safety": "mem",
+    "sparse_rows": "rows",
+    "distributed": "dist",
+    "factored_moments": "fact",
+    "singular_values": "sval",
+    "scale_invariance": "scal",
+    "two_loop": "2lp",
+    "wolfe": "wolf",
+    "convergence": "conv",
+}
+
+
+def _abbreviation(check: str) -> str:
+    return _ABBREVIATIONS.get(check, check)
+
+
+def _cell(rows: list[dict]) -> str:
+    """A kind's rows of one optimizer: passes, then ``xN`` failures and ``sN`` skips."""
+    if not rows:
+        return "·"
+    counts = {s: sum(r["status"] == s for r in rows) for s in ("pass", "fail", "skip")}
+    text = str(counts["pass"]) if counts["pass"] else ""
+    text += f"x{counts['fail']}" if counts["fail"] else ""
+    text += f"s{counts['skip']}" if counts["skip"] else ""
+    return text
+
+
+def _worst(rows: list[dict]) -> dict | None:
+    measured = [r for r in rows if r["max_ulp"] is not None and r["status"] != "skip"]
+    return max(measured, key=lambda r: float(r["max_ulp"]), default=None)
+
+
+def _label(row: dict, subjects_of: dict[str, set]) -> str:
+    """The optimizer, and the subject too where several subjects claim it (torch's paths)."""
+    name = row["optimizer"]
+    return name if len(subjects_of[name]) == 1 else f"{name} {row.get('subject', '')}"
+
+
+def _grid(rows: list[dict]) -> list[str]:
+    kinds = [k for k in CHECKS if any(r["check"] == k for r in rows)]
+    kinds += sorted({r["check"] for r in rows} - set(kinds))
+    subjects_of: dict[str, set] = {}
+    for r in rows:
+        subjects_of.setdefault(r["optimizer"], set()).add(r.get("subject", ""))
+    by_label = _groups(rows, ("label",), label=lambda r: _label(r, subjects_of))
+    cells = {
+        label: [_cell([r for r in group if r["check"] == k]) for k in kinds]
+        for (label,), group in by_label.items()
+    }
+    widths = [
+        max(len(_abbreviation(k)), *(len(c[j]) for c in cells.values()))
+        for j, k in enumerate(kinds)
+    ]
+    first = max(len(label) for label in cells)
+    lines = [" " * first + "".join(f" {_abbreviation(k):>{w}}" for k, w in zip(kinds, widths))]
+    for label, row in cells.items():
+        lines.append(f"{label:<{first}}" + "".join(f" {c:>{w}}" for c, w in zip(row, widths)))
+    lines.append("worst measure per kind:")
+    for k in kinds:
+        worst = _worst([r for r in rows if r["check"] == k])
+        name = k if _abbreviation(k) == k else f"{_abbreviation(k)} = {k}"
+        if worst is None:
+            lines.append(f"  {name}: no measure")
+            continue
+        lines.append(
+            f"  {name}: {_fmt_ulp(worst['max_ulp'])} {worst.get('measure', measure(k))} "
+            f"({_label(worst, subjects_of)} {worst['dtype']})"
+        )
+    return lines
+
+
+def summary(table: list[dict], where: list[str]) -> str:
+    """What a terminal shows of a run: the counts; per device an optimizer x check kind grid
+    (passing rows per cell, ``xN`` failing, ``sN`` skipped, ``·`` not applicable) and each
+    kind's worst measure and where; every failing row; the paths of the full reports."""
+    counts = {s: sum(r["status"] == s for r in table) for s in ("pass", "fail", "skip")}
+    examples = sum(r["examples"] for r in table)
+    lines = [
+        f"{len(table)} rows: {counts['pass']} pass, {counts['fail']} fail, {counts['skip']} skip; "
+        f"{examples:,} Hypothesis examples"
+    ]
+    for (device,), rows in _groups(table, ("device",)).items():
+        lines += ["", f"on {device} (cells: passing rows, xN failing, sN skipped, · not run):"]
+        lines += _grid(rows)
+    failed = [r for r in table if r["status"] == "fail"]
+    if failed:
+        lines += ["", "failing rows (each failure above explains itself in full):"]
+        lines += [f"  {_row_id(r)}: {r['reason']}" for r in failed]
+    if where:
+        lines += ["", "full report: " + ", ".join(where)]
+    return "\n".join(lines) + "\n"
+
+
+def _groups(rows: list[dict], keys: tuple[str, ...], **derived) -> dict[tuple, list[dict]]:
+    """Rows by the values of ``keys`` (a row's field, or ``derived[key](row)``), in order."""
+    out: dict[tuple, list[dict]] = {}
+    for r in rows:
+        key = tuple(derived[k](r) if k in derived else r.get(k, "") for k in keys)
+        out.setdefault(key, []).append(r)
+    return out
+
+
+def _row_id(r: dict) -> str:
+    return f"{r.get('subject', '')} as {r['optimizer']}: {r['check']} {r['dtype']} {r['device']}"
+
+
+def undeclared_refusals(table: list[dict], prefix: str) -> list[dict]:
+    """Skipped rows that ran no example because the subject refused their dtype on its own:
+    neither the registry nor the user (``--dtypes``) declared that lack."""
+    return [r for r in table if r["status"] == "skip" and str(r["reason"]).startswith(prefix)]

@@ -19,7 +19,7 @@ import torch
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from conformance.case import Case, Objective, P, Sparse, real_dtype
+from conformance.core.case import DTYPES, Case, Objective, P, Purpose, Sparse, real_dtype
 
 _NUMPY = {torch.float16: np.float16, torch.float32: np.float32, torch.float64: np.float64}
 _WIDTH = {torch.float16: 16, torch.bfloat16: 32, torch.float32: 32, torch.float64: 64}
@@ -161,7 +161,7 @@ def cases(
     max_params: int = 3,
     max_groups: int = 2,
     max_side: int = 3,
-    purpose: str = "torch",
+    purpose: Purpose | str = Purpose.TORCH,
     subnormals: bool = False,
     layouts: bool = True,
     sparse: bool = True,
@@ -170,14 +170,12 @@ def cases(
     ``entry.hyperparameters``, an arbitrary valid starting state and a gradient sequence with
     some gradients ``None`` (and sparse ones where ``entry.sparse_grads`` allows, unless
     ``sparse=False``; SparseAdam's are sparse whatever it says)."""
-    from conformance.case import DTYPES
-
-    dtype = DTYPES[dtype_name]
+    dtype, purpose = DTYPES[dtype_name], Purpose(purpose)
     # vs spec: one sign for params, gradients and momentum-like state, so that no sum in the
     # update cancels (see registry: the one-step bounds hold where the update is well conditioned)
-    nonneg = purpose in ("spec", "spec_trajectory", "well_conditioned")
+    nonneg = purpose.against_spec
     # "bounded": signs as drawn, magnitudes as vs spec (Muon's scale invariance: room to scale)
-    bounded = nonneg or purpose in ("bounded", "singular_values")
+    bounded = purpose.bounded
     # vs spec: magnitudes within [2**-20, 2**20] (and the dtype's own bounds). specs' step_exact
     # evaluates at 50 digits, which is not exact when inputs span more than ~20 orders of
     # magnitude (seen: m = 7.5e50, g = 1, beta1 = 0 gave "exact" param 0 instead of -1.414).
@@ -239,14 +237,14 @@ def cases(
     # torch check (error parity) draws them. Vs spec, indices are unique: the exact gradient.
     # with one number of sparse dims (SGD's sparse momentum buffer keeps the first one's). Not
     # for empty params: torch 2.13 segfaults adding a sparse tensor into some empty tensors
-    # (README, findings), which would take the whole test process down with it.
+    # (docs/torch-findings.md#finding-14), which would take the whole test process down with it.
     sparse_dims = [
         draw(st.integers(1, len(s)), label=f"sparse dims {i}")
         if (sparse or entry.sparse_grads == "always")
         and len(s) >= 1
         and math.prod(s) > 0
         and not dtype.is_complex
-        and (purpose == "torch" or entry.sparse_accepted(group_of[i], dtype))
+        and (purpose is Purpose.TORCH or entry.sparse_accepted(group_of[i], dtype))
         and (
             entry.sparse_grads == "always"
             # one in two, drawn as an integer: booleans came out sparse in 4% of cases
@@ -260,7 +258,7 @@ def cases(
             lambda k, s=s, n=n: (
                 st.none()
                 if k == 0
-                else sparse_grads(dtype, s, n, unique=purpose.startswith("spec"), **values)
+                else sparse_grads(dtype, s, n, unique=purpose.against_spec, **values)
                 if n
                 else arrays(dtype, s, **values)
             )
@@ -282,7 +280,7 @@ def cases(
         torch_foreach = draw(st.sampled_from([None, True]), label="torch_foreach")
     # a tensor lr only where torch is the oracle: it changes values (a float32 lr), and torch
     # rejects it on some foreach paths, which the torch check turns into error parity
-    tensor_lr = purpose == "torch" and draw(st.booleans(), label="tensor_lr")
+    tensor_lr = purpose is Purpose.TORCH and draw(st.booleans(), label="tensor_lr")
     return Case(dtype_name, device, ps, groups, state, grads, foreach, torch_foreach, tensor_lr)
 
 

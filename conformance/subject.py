@@ -27,7 +27,9 @@ from functools import cached_property
 import torch
 
 from conformance import registry
-from conformance.case import DTYPES
+from conformance.core import gloo
+from conformance.core.case import DTYPES
+from impl._fused import FUSED_CLASSES
 
 CONTRACTS = ("bitwise", "ulp")
 REFERENCES = ("matching", "for-loop", "foreach")
@@ -70,7 +72,7 @@ class Subject:
     @property
     def is_impl_default(self) -> bool:
         return (
-            self.cls is getattr(_impl(), self.entry.torch_name, None)
+            self.cls is self.entry.impl
             and not self.kwargs
             and self.contract == "bitwise"
             and self.reference == "matching"
@@ -124,9 +126,21 @@ class Subject:
         return case.torch_foreach
 
     def unsupported(self, dtype: str, device: str) -> str | None:
-        """Why the subject refuses ``dtype`` on ``device`` (one step on a tiny param), or None.
-        The gloo mesh's ranks are CPU processes: probed on the CPU."""
-        device = "cpu" if device == registry.GLOO else device
+        """Why the subject refuses ``dtype`` on ``device``, or None.
+
+        A refusal of a dtype is one step on a tiny param that raises in that dtype while the same
+        construction and step run in another dtype the entry takes. A subject that refuses every
+        dtype refuses valid input, not a dtype: None, so that the checks run and fail on it with
+        the full explanation. The gloo mesh's ranks are CPU processes: probed on the CPU."""
+        device = "cpu" if device == gloo.DEVICE else device
+        refusal = self._probe(dtype, device)
+        if refusal is None:
+            return None
+        if any(self._probe(other, device) is None for other in self.entry.dtypes if other != dtype):
+            return refusal
+        return None
+
+    def _probe(self, dtype: str, device: str) -> str | None:
         key = (self.cls, repr(sorted(self.kwargs.items())), dtype, device)
         if key not in _REFUSALS:
             _REFUSALS[key] = _probe(self.cls, self.kwargs, dtype, device, self.entry)
@@ -134,10 +148,9 @@ class Subject:
 
 
 _REFUSALS: dict = {}
-
-
-def _impl():
-    return importlib.import_module("impl")
+# how a dtype refusal's reason starts: a skip row with it ran no example, and the run fails
+# unless the lack is declared (--dtypes) or refused by the registry
+REFUSES = "the subject refuses"
 
 
 def _probe_loss(p):
@@ -159,7 +172,7 @@ def _probe(cls, kwargs: Mapping, dtype: str, device: str, entry) -> str | None:
             opt.step(functools.partial(_probe_loss, p) if entry.objective else None)
             return None
         except Exception as e:  # a subject may refuse anything; the report shows the reason
-            refusal = refusal or f"the subject refuses {dtype} on {device}: {type(e).__name__}: {e}"
+            refusal = refusal or f"{REFUSES} {dtype} on {device}: {type(e).__name__}: {e}"
     return refusal.splitlines()[0]
 
 
@@ -202,11 +215,6 @@ def load_class(target) -> type:
     if not (isinstance(cls, type) and issubclass(cls, torch.optim.Optimizer)):
         raise SubjectError(f"{target!r} is not a torch.optim.Optimizer subclass")
     return cls
-
-
-def import_target(cls) -> str:
-    """The ``package.module:Class`` string that ``load_class`` turns back into ``cls``."""
-    return f"{cls.__module__}:{cls.__qualname__}"
 
 
 def parse_kwargs(pairs) -> dict:
@@ -258,16 +266,20 @@ def _check_kwargs(cls, kwargs: dict) -> None:
     except TypeError as e:
         raise SubjectError(f"{describe(cls, kwargs)} cannot be constructed: {e}") from None
     except (ValueError, RuntimeError) as e:
-        raise SubjectError(f"{describe(cls, kwargs)} refuses its kwargs: {e}") from None
+        what = "its kwargs" if kwargs else "construction with its defaults"
+        raise SubjectError(f"{describe(cls, kwargs)} refuses {what}: {e}") from None
+
+
+def torch_reference(subject: Subject) -> Subject:
+    """torch.optim's class for the subject's entry, as a subject without flags of its own."""
+    return Subject(
+        subject.entry.reference, subject.entry, label=f"torch.optim.{subject.entry.torch_name}"
+    )
 
 
 def impl_subjects() -> list[Subject]:
     """The default run: impl's class for every entry, bitwise against torch.optim."""
-    return [Subject(getattr(_impl(), e.torch_name), e) for e in registry.REGISTRY]
-
-
-# torch.optim 2.13 classes with a fused CPU step
-TORCH_FUSED = ("SGD", "Adam", "AdamW", "Adagrad")
+    return [Subject(e.impl, e) for e in registry.REGISTRY]
 
 
 def torch_paths() -> list[Subject]:
@@ -279,7 +291,7 @@ def torch_paths() -> list[Subject]:
             out.append(Subject(e.reference, e, {}, "ulp"))
             continue
         out.append(Subject(e.reference, e, {"foreach": True}, "ulp"))
-        if e.torch_name in TORCH_FUSED:
+        if e.torch_name in FUSED_CLASSES:
             out.append(Subject(e.reference, e, {"fused": True}, "ulp"))
     return out
 
@@ -289,9 +301,9 @@ def impl_fused() -> list[Subject]:
     contract: within the derived bound of the exact spec; the distance to torch's for-loop path
     is reported."""
     return [
-        Subject(getattr(_impl(), e.torch_name), e, {"fused": True}, "ulp")
+        Subject(e.impl, e, {"fused": True}, "ulp")
         for e in registry.REGISTRY
-        if e.torch_name in TORCH_FUSED
+        if e.torch_name in FUSED_CLASSES
     ]
 
 

@@ -1,12 +1,16 @@
 """The optimizers on DTensor params of a gloo mesh (``--device=cpu-gloo-2``; ``nox -s
 distributed``): bitwise equal to torch.optim on the same layout, and to the unsharded run in
-float32/float64. Hypothesis draws here; the ranks (conformance.distributed) only run."""
+float32/float64. Hypothesis draws here; the ranks (conformance.core.gloo) only run."""
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from conformance import distributed, profiles, report, strategies
+from conformance import report, strategies
+from conformance.checks import CHECKS
+from conformance.core import gloo
+
+DISTRIBUTED = CHECKS["distributed"]
 
 
 @st.composite
@@ -21,13 +25,13 @@ def sharded_cases(draw, entry, dtype: str):
             "cpu",
             layouts=False,
             sparse=False,
-            max_side=2 * distributed.WORLD_SIZE,
+            max_side=2 * gloo.WORLD_SIZE,
         ),
         label="case",
     )
     placements = tuple(
         draw(
-            st.sampled_from(distributed.PLACEMENTS if case.shape(i) else ("replicate", "tensor")),
+            st.sampled_from(gloo.PLACEMENTS if case.shape(i) else ("replicate", "tensor")),
             label=f"placement {i}",
         )
         for i in range(len(case.params))
@@ -35,10 +39,9 @@ def sharded_cases(draw, entry, dtype: str):
     return case.replace(placements=placements)
 
 
-@pytest.mark.check("distributed")
-@profiles.for_check("distributed")
+@pytest.mark.check(DISTRIBUTED.name)
+@DISTRIBUTED.settings()
 @given(data=st.data())
 def test_sharded_matches_torch_and_unsharded(target, data):
     case = data.draw(sharded_cases(target.entry, target.dtype), label="sharded case")
-    ulp = distributed.sharded_matches_torch(target.subject, case)
-    report.example(target, "distributed", ulp)
+    report.example(target, DISTRIBUTED.name, DISTRIBUTED(target.subject, case))

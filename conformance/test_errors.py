@@ -6,15 +6,17 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from conformance import bad_input, checks, profiles, report
+from conformance import bad_input, report
+from conformance.checks import CHECKS
+
+ERRORS = CHECKS["errors"]
 
 
-@pytest.mark.check("errors")
-@profiles.for_check("errors")
+@pytest.mark.check(ERRORS.name)
+@ERRORS.settings()
 @given(data=st.data())
 def test_errors_like_reference(target, data):
     case, defaults = data.draw(
         bad_input.bad_cases(target.entry, target.dtype, target.device), label="bad case"
     )
-    ulp = checks.errors_like_reference(target.subject, case, defaults)
-    report.example(target, "errors", ulp)
+    report.example(target, ERRORS.name, ERRORS(target.subject, case, defaults))

@@ -11,9 +11,9 @@ The arithmetic follows impl's for-loop path op for op (the same fused multiply-a
 on this CPU, TORCH_NOTES) and the half types round once instead of after every op. The bias
 corrections are computed per tensor in double, from its float32 ``step``, as torch's fused
 kernels compute them. The result is bitwise equal to torch 2.13's fused vector bodies where
-those are right (tests/test_impl_fused.py; README findings 25-26). Work is split into
-``CHUNK``-element tasks across numba's threads; the result does not depend on the split (every
-element is independent).
+those are right (tests/test_impl_fused.py; docs/torch-findings.md, findings 25-26). Work is
+split into ``CHUNK``-element tasks across numba's threads; the result does not depend on the
+split (every element is independent).
 
 Compiled on first use and cached on disk (``cache=True``), so later processes load it in
 milliseconds (``nox -s bench`` measures both).

@@ -50,9 +50,9 @@ def add_sparse_(dense: Tensor, sparse: Tensor, *, alpha: Scalar = 1) -> None:
     """``dense.add_(sparse, alpha=alpha)``, also on a view: torch 2.13's kernel writes into a
     contiguous dense tensor with a storage offset at twice that offset when the sparse tensor is
     flagged coalesced (one of a single entry always is) and has no dense dims, corrupting a
-    neighbour and leaving the element unchanged (README, audit findings). A view with an offset
-    is updated through an offset-free copy instead: the same kernel on the same values, so the
-    same bits wherever torch's own result is right."""
+    neighbour and leaving the element unchanged (docs/torch-findings.md#finding-13). A view with
+    an offset is updated through an offset-free copy instead: the same kernel on the same values,
+    so the same bits wherever torch's own result is right."""
     if dense.numel() == 0:  # nothing to add; torch 2.13 segfaults on some empty tensors here
         return
     if dense.storage_offset() == 0:

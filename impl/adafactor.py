@@ -323,7 +323,8 @@ class Adafactor(VerifiedOptimizer):
         step size reads the param's RMS, so each rank gathers the full param, gradient and
         state, runs the unsharded update (bit for bit what one process computes), and keeps its
         own shard. The full-size second moment is laid out as its param, the factors are
-        replicated. torch 2.13's Adafactor cannot step DTensors at all (README, findings)."""
+        replicated. torch 2.13's Adafactor cannot step DTensors at all
+        (docs/torch-findings.md#finding-28)."""
         full_params = [full(p) for p in params]
         full_grads = [full(p.grad) for p in params]
         for p, grad in zip(params, full_grads):

@@ -3,7 +3,7 @@ doing the same thing: fully_shard (FSDP2), ZeroRedundancyOptimizer, and distribu
 (DCP: save from 2 ranks, load into 1 and 3, dcp_to_torch_save, torch <-> impl cross-loads, and
 get_optimizer_state_dict's initialising step at lr=0).
 
-The ranks run the module-level ``*_job`` functions through ``conformance.distributed.RankPool``;
+The ranks run the module-level ``*_job`` functions through ``conformance.core.gloo.RankPool``;
 the assertions are made here, on what rank 0 sends back. Values are fixed functions of the
 index (no random draws): the property-based version is the ``distributed`` check kind.
 Gradients are set directly, not by a backward pass, whose all-reduce averages (not exact for 3
@@ -19,12 +19,12 @@ import torch
 from torch import nn
 
 import impl
-from conformance import distributed
+from conformance.core import gloo
 from tests._torch_pairs import DENSE_NAMES
 
 pytestmark = [
     pytest.mark.skipif(
-        distributed.unavailable_reason() is not None, reason=str(distributed.unavailable_reason())
+        gloo.unavailable_reason() is not None, reason=str(gloo.unavailable_reason())
     ),
     # one xdist worker runs them all (``--dist loadgroup``), sharing the module's gloo pools
     pytest.mark.xdist_group("gloo"),
@@ -69,8 +69,8 @@ def _mlp(frozen=False) -> nn.Module:
 def _shard(model: nn.Module) -> nn.Module:
     from torch.distributed.fsdp import fully_shard
 
-    fully_shard(model[0], mesh=distributed.mesh())
-    fully_shard(model, mesh=distributed.mesh())
+    fully_shard(model[0], mesh=gloo.mesh())
+    fully_shard(model, mesh=gloo.mesh())
     return model
 
 
@@ -83,14 +83,14 @@ def _set_grads(model: nn.Module, step: int) -> None:
     for k, p in enumerate(model.parameters()):
         if p.requires_grad:
             grad = _values(p.shape, 10 * step + k + 1, p.dtype)
-            p.grad = distributed.place(grad, "shard" if distributed.is_dtensor(p) else None)
+            p.grad = gloo.place(grad, "shard" if gloo.is_dtensor(p) else None)
 
 
 def _full(x):
     if isinstance(x, torch.Tensor):
         return {
-            "placements": str(x.placements) if distributed.is_dtensor(x) else "tensor",
-            "full": (x.full_tensor() if distributed.is_dtensor(x) else x).detach().clone(),
+            "placements": str(x.placements) if gloo.is_dtensor(x) else "tensor",
+            "full": (x.full_tensor() if gloo.is_dtensor(x) else x).detach().clone(),
         }
     return x
 
@@ -202,11 +202,11 @@ def fresh_state_dict_job(path: str, name: str) -> dict:
 @pytest.fixture(scope="module")
 def pools():
     """Gloo meshes of 1, 2 and 3 ranks, started when first used, closed with the module."""
-    started: dict[int, distributed.RankPool] = {}
+    started: dict[int, gloo.RankPool] = {}
 
-    def get(world_size: int) -> distributed.RankPool:
+    def get(world_size: int) -> gloo.RankPool:
         if world_size not in started:
-            started[world_size] = distributed.RankPool(world_size)
+            started[world_size] = gloo.RankPool(world_size)
         return started[world_size]
 
     yield get
@@ -241,7 +241,8 @@ def test_fully_shard_mlp_steps_like_torch_and_like_unsharded(pools, name):
         for path, sharded in (("impl", True), ("torch", True), ("torch", False))
     )
     assert "error" not in impl_run, impl_run.get("error")
-    if "error" not in torch_run:  # torch 2.13's Rprop and Adafactor cannot (README, findings)
+    # torch 2.13's Rprop and Adafactor cannot (docs/torch-findings.md#finding-28)
+    if "error" not in torch_run:
         assert_same(impl_run, torch_run, what="impl vs torch.optim under fully_shard")
     assert_same(impl_run, unsharded, placements=False, what="sharded vs unsharded")
 
@@ -341,7 +342,7 @@ class RankZeroOnlySGD(impl.SGD):
         if torch.distributed.is_initialized() and torch.distributed.get_rank() != 0:
             for group in self.param_groups:
                 for p in group["params"]:
-                    if distributed.is_dtensor(p):
+                    if gloo.is_dtensor(p):
                         p.grad = None
         return super().step(closure)
 
@@ -349,7 +350,7 @@ class RankZeroOnlySGD(impl.SGD):
 def _sharded_sgd_case():
     import numpy as np
 
-    from conformance.case import Case, P
+    from conformance.core.case import Case, P
 
     values = np.arange(12.0).reshape(4, 3) / 8
     return Case(
@@ -374,9 +375,10 @@ def _sharded_sgd_case():
 
 def test_distributed_check_passes_impl_and_catches_a_step_on_rank_zero_only():
     from conformance import checks, registry
+    from conformance.core.judge import ConformanceError
     from conformance.subject import Subject
 
     case, entry = _sharded_sgd_case(), registry.BY_NAME["SGD"]
-    assert distributed.sharded_matches_torch(Subject(impl.SGD, entry), case) == 0.0
-    with pytest.raises(checks.ConformanceError, match=r"step 1 \(rank 1.s shard\)"):
-        distributed.sharded_matches_torch(Subject(RankZeroOnlySGD, entry), case)
+    assert checks.CHECKS["distributed"](Subject(impl.SGD, entry), case) == 0.0
+    with pytest.raises(ConformanceError, match=r"step 1 \(rank 1.s shard\)"):
+        checks.CHECKS["distributed"](Subject(RankZeroOnlySGD, entry), case)

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, Phase, find, given, settings
 from hypothesis import strategies as st
 
 from conformance import bad_input, checks, registry
-from conformance.checks import ConformanceError
+from conformance.core.judge import ConformanceError
 from conformance.subject import Subject
 
 
@@ -82,7 +82,7 @@ FIND = settings(
 def _caught(subject, strategy):
     def fails(drawn) -> bool:
         try:
-            checks.errors_like_reference(subject, *drawn)
+            checks.CHECKS["errors"](subject, *drawn)
         except ConformanceError:
             return True
         return False
@@ -93,7 +93,7 @@ def _caught(subject, strategy):
 def _replays(subject, case, defaults) -> str:
     """The failure message, after checking that its snippet replays it without Hypothesis."""
     with pytest.raises(ConformanceError) as info:
-        checks.errors_like_reference(subject, case, defaults)
+        checks.CHECKS["errors"](subject, case, defaults)
     message = str(info.value)
     snippet = message.split("Reproduce without Hypothesis:\n", 1)[1]
     with pytest.raises(ConformanceError):
@@ -115,7 +115,7 @@ def test_reference_and_impl_pass(name, side, dtype, data):
     entry = registry.BY_NAME[name]
     subject = Subject(entry.reference if side == "torch" else entry.impl, entry)
     strategy = bad_input.bad_cases(entry, dtype, "cpu")
-    checks.errors_like_reference(subject, *data.draw(strategy))
+    checks.CHECKS["errors"](subject, *data.draw(strategy))
 
 
 @pytest.mark.parametrize("contract", ["bitwise", "ulp"])

@@ -1,4 +1,4 @@
-"""Planted bugs whose error is only a few ULP (issue 13, "Done when").
+"""Planted bugs whose error is only a few ULP.
 
 Each bug is torch.optim with one extra rounding of an intermediate that torch keeps in a wider
 type. What the harness sees of it was measured (``_caught`` of test_harness_meta: hypothesis.find
@@ -92,7 +92,7 @@ FEW_ULP = [
         HalfLrAdam,
         "float16",
         False,
-        # <= 1/2 ULP of |u| <= 1 ULP at scale, against a param bound of >= 35.5 (bounds.adam:
+        # <= 1/2 ULP of |u| <= 1 ULP at scale, against a param bound of >= 35.5 (torch_order.adam:
         # 17 counted roundings of u, times 2 for |u| <= 2*scale; measured correct maxima are a
         # few ULP): invisible behind the bound.
         "1/2 ULP of u vs bound >= 35.5",
@@ -103,7 +103,7 @@ FEW_ULP = [
         "bfloat16",
         False,
         # the same: <= 1/2 ULP of |u| in bfloat16 against a param bound of >= 16.5
-        # (bounds.adagrad).
+        # (torch_order.adagrad).
         "1/2 ULP of u vs bound >= 16.5",
     ),
     (
@@ -131,7 +131,7 @@ FEW_ULP = [
         "float32",
         False,
         # one extra 1/2-ULP rounding of (1 - tau)*g <= 1/2 ULP at the scale of b' against a
-        # state bound of 3.5 (bounds.sgd: the measure's 1.5, mu*b's cast and mul, the cast of
+        # state bound of 3.5 (torch_order.sgd: the measure's 1.5, mu*b's cast and mul, the cast of
         # 1 - tau; a correct b' rarely spends more than 1).
         "1/2 ULP of b' vs state bound 3.5",
     ),

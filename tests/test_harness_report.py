@@ -55,3 +55,42 @@ def test_an_infinite_distance_is_written_as_inf(tmp_path):
     report.merge(rows, [_row("cpu", ulp=float("inf"), status="fail")])
     report.write(tmp_path, rows)
     assert "| inf | ULP | fail |" in (tmp_path / "conformance.md").read_text()
+
+
+def _matrix() -> list[dict]:
+    """Every registry entry x every check kind x 4 dtypes, passing: the size of a full run."""
+    from conformance.checks import KINDS
+    from conformance.registry import REGISTRY
+
+    rows = []
+    for entry in REGISTRY:
+        for kind in KINDS:
+            for dtype in ("float16", "bfloat16", "float32", "float64"):
+                r = _row("cpu", check=kind.name, ulp=1.0)
+                rows.append({**r, "optimizer": entry.name, "subject": f"impl.{entry.name}"})
+                rows[-1]["dtype"] = dtype
+    return rows
+
+
+def test_the_summary_of_a_passing_full_matrix_fits_on_a_screen():
+    rows = _matrix()
+    text = report.summary(rows, ["reports/conformance.md"])
+    lines = text.splitlines()
+    assert len(lines) <= 60, f"{len(lines)} lines:\n{text}"
+    assert max(map(len, lines)) <= 120, f"a line of {max(map(len, lines))} characters:\n{text}"
+    grid = [line for line in lines if line.split(" ", 1)[0] in {r["optimizer"] for r in rows}]
+    assert len(grid) == len({r["optimizer"] for r in rows}), (
+        f"not one grid line per optimizer:\n{text}"
+    )
+    assert "reports/conformance.md" in text
+
+
+def test_the_summary_names_every_failing_row_and_the_worst_measure():
+    rows = _matrix()
+    rows[7] = {**rows[7], "status": "fail", "reason": "spec: the planted reason", "max_ulp": 99.0}
+    text = report.summary(rows, [])
+    assert "1 fail" in text.splitlines()[0], text.splitlines()[0]
+    assert "spec: the planted reason" in text, text
+    failed = rows[7]
+    assert f"99 {report.measure(failed['check'])} ({failed['optimizer']} {failed['dtype']})" in text
+    assert "x1" in text, "the failing cell is not marked"

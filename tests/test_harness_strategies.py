@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conformance import registry, strategies
-from conformance.case import DTYPES
+from conformance.core.case import DTYPES
 
 
 @settings(max_examples=30, deadline=None)
@@ -52,7 +52,7 @@ def test_starting_states_are_valid(data, entry):
 @given(data=st.data(), dtype=st.sampled_from(list(DTYPES)))
 def test_case_repr_round_trips(data, dtype):
     """``repr(case)`` is the repro snippet's constructor: it must rebuild the same case."""
-    from conformance.case import Case, P  # noqa: F401  (names used by eval)
+    from conformance.core.case import Case, P  # noqa: F401  (names used by eval)
 
     case = data.draw(strategies.cases(registry.BY_NAME["Adam"], dtype, "cpu"))
     again = eval(repr(case))

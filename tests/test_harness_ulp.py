@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from conformance.ulp import scaled_ulp_error, spacing, ulp_distance
+from conformance.core.ulp import scaled_ulp_error, spacing, ulp_distance
 
 FLOATS = [torch.float16, torch.bfloat16, torch.float32, torch.float64]
 

@@ -2,9 +2,9 @@
 flat tensor): impl updates exactly the param's elements, bit for bit as on a standalone tensor.
 
 torch 2.13's ``dense.add_(sparse)`` writes a contiguous view with a storage offset at twice that
-offset when the sparse tensor is flagged coalesced and has no dense dims (README, findings), so
-torch.optim's SGD, Adagrad and SparseAdam leave the param unchanged and write a neighbour; the
-last test pins that finding.
+offset when the sparse tensor is flagged coalesced and has no dense dims
+(docs/torch-findings.md#finding-13), so torch.optim's SGD, Adagrad and SparseAdam leave the
+param unchanged and write a neighbour; the last test pins that finding.
 """
 
 from __future__ import annotations

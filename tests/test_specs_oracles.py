@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import specs
-from conformance.ulp import scaled_ulp_error
+from conformance.core.ulp import scaled_ulp_error
 from specs import ALL_SPECS, VARIANTS, for_group, ulp_distance
 
 PARAM = np.array([0.5, -1.25, 3.0, 1e-3])

@@ -20,7 +20,8 @@ import math
 import numpy as np
 import torch
 
-from conformance.bounds import _gamma, _u
+from conformance.bounds.rounding import gamma as _gamma
+from conformance.bounds.rounding import unit_roundoff as _u
 from specs import muon as muon_spec
 
 SQRT = 3  # Tensor.sqrt / rsqrt, in u (see the module docstring)

@@ -1,6 +1,6 @@
 """The spec check's error bounds, derived from each update's op sequence.
 
-Measure. ``conformance.ulp.scaled_ulp_error``: the distance of a computed output from the exact
+Measure. ``conformance.core.ulp.scaled_ulp_error``: the distance of a computed output from the exact
 one-step value correctly rounded into the dtype, in units of the dtype's spacing at the scale
 ``S = max(|exact|, |value before the step|)``. Since ``spacing(S) > u*S`` (``u = 2**-p``, the
 unit roundoff), an error ``k*u*|t|`` in a term ``t`` with ``|t| <= c*S`` costs fewer than ``k*c``
@@ -52,18 +52,12 @@ import mpmath
 import numpy as np
 import torch
 
-from specs.algorithms import scalar_state_product
+from conformance.bounds.rounding import gamma as _gamma
+from conformance.bounds.rounding import unit_roundoff as _u
+from conformance.core.ulp import spacing
+from specs.building_blocks import scalar_state_product
 
 FINAL = 1.5
-
-
-def _u(dtype: torch.dtype) -> float:
-    return torch.finfo(dtype).eps / 2
-
-
-def _gamma(k: float, dtype: torch.dtype) -> float:
-    """``gamma_k / u``: the relative error of ``k`` compounded roundings, in units of ``u``."""
-    return k / (1 - k * _u(dtype))
 
 
 def _state(k: float, dtype) -> float:
@@ -377,8 +371,6 @@ def asgd(group, before, dtype) -> dict:
 def asgd_absolute(group, before, exact, dtype):
     """ax' = ax + mu*(p' - ax) takes the rounded p': the param's whole error, mu times, in value
     units (its bound times the spacing at the param's scale). Underflow: p~ and q rounded (h)."""
-    from conformance.ulp import spacing
-
     h = _h(dtype)
     mu = float(np.asarray(before.get("mu", 1.0)))
     scale = np.maximum(np.abs(exact["param"]), np.abs(before["param"]))
@@ -439,7 +431,7 @@ def _l2_grad(group, before, dtype, key="weight_decay"):
     """|d| = |g + wd*p| and the absolute underflow error of d (0 when wd == 0: d is g): the
     rounding of d itself (h), plus the cast of the double wd into the compute type (float32
     for float32/float16/bfloat16 tensors), exact for normal wd but off by up to that type's
-    half subnormal when wd is below its normal range (issue 13: wd = 5e-46 cast to 0), times
+    half subnormal when wd is below its normal range (wd = 5e-46 casts to 0), times
     |p|."""
     wd = group.get(key, 0.0)
     d = np.abs(before["grad"] + wd * before["param"])

@@ -8,6 +8,7 @@ is ``Case(...)`` pasted into a check function.
 from __future__ import annotations
 
 import copy
+import enum
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -22,6 +23,38 @@ DTYPES = {
     "complex64": torch.complex64,
     "complex128": torch.complex128,
 }
+
+
+class Purpose(str, enum.Enum):
+    """What a case is drawn for; it decides the domains (``conformance.domains``) and the shape of
+    the values (``strategies.cases``)."""
+
+    # the whole domain torch accepts (parity with torch.optim), tensor lr and sparse gradients
+    # wherever torch takes them
+    TORCH = "torch"
+    # the same domain for properties that hold whatever the numbers (no tensor lr)
+    INVARIANT = "invariant"
+    # the well-conditioned domain of the derived one-step bounds: one sign for params, gradients
+    # and momentum-like state, magnitudes in [2**-20, 2**20], decay rates in {0} U [0.5, 1)
+    SPEC = "spec"
+    # SPEC over several steps, and no weight decay (a param that changes sign would cancel)
+    SPEC_TRAJECTORY = "spec_trajectory"
+    # SPEC's magnitudes with signs as drawn (room to scale: Muon, LBFGS)
+    BOUNDED = "bounded"
+    # BOUNDED, and at most 2 Newton-Schulz steps (Muon's a-priori bfloat16 bound)
+    SINGULAR_VALUES = "singular_values"
+
+    @property
+    def against_spec(self) -> bool:
+        """Judged against the spec's exact value within a derived bound."""
+        return self in (Purpose.SPEC, Purpose.SPEC_TRAJECTORY)
+
+    @property
+    def bounded(self) -> bool:
+        """Magnitudes within the spec domain's bounds."""
+        return self.against_spec or self in (Purpose.BOUNDED, Purpose.SINGULAR_VALUES)
+
+
 REAL_OF = {torch.complex64: torch.float32, torch.complex128: torch.float64}
 
 
@@ -53,7 +86,8 @@ def to_tensor(values: np.ndarray, dtype: torch.dtype, device: str, layout="conti
     t = torch.from_numpy(np.array(values, dtype=np.float64, copy=True))
     if t.numel() == 0:
         # allocated by torch: numpy's empty arrays have all-zero strides (view_as_complex rejects
-        # them) and torch 2.13 segfaults adding a sparse tensor into one (README, findings)
+        # them) and torch 2.13 segfaults adding a sparse tensor into one
+        # (docs/torch-findings.md#finding-14)
         t = torch.empty(t.shape[:-1] if dtype.is_complex else t.shape, dtype=dtype)
     elif dtype.is_complex:
         t = torch.view_as_complex(t.to(real_dtype(dtype)).contiguous())

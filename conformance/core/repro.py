@@ -11,7 +11,7 @@ from textwrap import indent
 
 import numpy as np
 
-from conformance.case import Sparse
+from conformance.core.case import Sparse
 
 _PRELUDE = '''\
 import importlib

@@ -1,0 +1,16 @@
+"""The rounding model every derived bound shares: unit roundoff and compounded roundings."""
+
+from __future__ import annotations
+
+import torch
+
+
+def unit_roundoff(dtype: torch.dtype) -> float:
+    """``u = 2**-p``: the largest relative error of one correctly rounded operation."""
+    return torch.finfo(dtype).eps / 2
+
+
+def gamma(k: float, dtype: torch.dtype) -> float:
+    """``gamma_k / u``: the relative error of ``k`` compounded roundings, in units of ``u``
+    (Higham, *Accuracy and Stability of Numerical Algorithms*, Lemma 3.1)."""
+    return k / (1 - k * unit_roundoff(dtype))
