@@ -33,11 +33,6 @@ def ema(old: sympy.Expr, new: sympy.Expr, weight: sympy.Expr) -> sympy.Expr:
     return (1 - weight) * old + weight * new
 
 
-def _rms(values) -> sympy.Expr:
-    values = list(values)
-    return sympy.sqrt(sum(v**2 for v in values) / len(values))
-
-
 def factored(g, rows, cols, w) -> tuple[dict, dict, dict]:
     """One (m, n) slice: the new row and column factors and the second-moment estimate."""
     m, n = g.shape

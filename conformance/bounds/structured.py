@@ -20,8 +20,7 @@ import math
 import numpy as np
 import torch
 
-from conformance.bounds.rounding import gamma as _gamma
-from conformance.bounds.rounding import unit_roundoff as _u
+from conformance.bounds.rounding import gamma, unit_roundoff
 from specs import muon as muon_spec
 
 SQRT = 3  # Tensor.sqrt / rsqrt, in u (see the module docstring)
@@ -56,19 +55,19 @@ def adafactor(shape: tuple, dtype: torch.dtype) -> dict:
     k_u = k_v / 2 + SQRT + 1
     k_scale = (size / 2 + 5) + (k_u + size / 2 + 5) + 2
     counts = {**state, "update": k_u, "scale": k_scale, "decay": 2}
-    return {key: _gamma(k, dtype) for key, k in counts.items()}
+    return {key: gamma(k, dtype) for key, k in counts.items()}
 
 
 def adafactor_param_allowance(exact: dict, before, group, dtype, counts: dict) -> np.ndarray:
     """Per-element absolute bound on the new param ``p' = p~ - s U``: p~ = p(1 - lr wd) with
     its ``decay`` error, s U with ``scale + update`` and the add's own rounding (1 + its
     rounding into the dtype: 1.5 u of |p'|)."""
-    u = _u(dtype)
+    u = unit_roundoff(dtype)
     decayed = np.abs(np.asarray(before, np.float64)) * abs(1 - group["lr"] * group["weight_decay"])
     moved = np.abs(
         exact["param"] - np.asarray(before, np.float64) * (1 - group["lr"] * group["weight_decay"])
     )
-    rounding = _gamma(1, dtype) + 0.5
+    rounding = gamma(1, dtype) + 0.5
     return u * (
         decayed * counts["decay"]
         + moved * (counts["scale"] + counts["update"] + 1)
@@ -77,8 +76,8 @@ def adafactor_param_allowance(exact: dict, before, group, dtype, counts: dict) -
 
 
 # -- Muon -----------------------------------------------------------------------------------
-U_BF16 = _u(torch.bfloat16)
-U_F32 = _u(torch.float32)
+U_BF16 = unit_roundoff(torch.bfloat16)
+U_F32 = unit_roundoff(torch.float32)
 
 
 def _gemm(inner: int, result_f: float, terms_f: float) -> float:
@@ -188,7 +187,10 @@ def gradient_rounding(a: np.ndarray, b: np.ndarray, x: np.ndarray, dtype) -> flo
     product (inner n) and the subtraction, ``gamma_(n+1) (|A||x| + |b|)``."""
     n = len(b)
     return float(
-        np.max(_gamma(n + 1, dtype) * _u(dtype) * (np.abs(a) @ np.abs(x) + np.abs(b)), initial=0.0)
+        np.max(
+            gamma(n + 1, dtype) * unit_roundoff(dtype) * (np.abs(a) @ np.abs(x) + np.abs(b)),
+            initial=0.0,
+        )
     )
 
 
@@ -197,7 +199,7 @@ def loss_rounding(a, b, x, dtype) -> float:
     ``gamma_(2n+4)`` times the same sum on magnitudes."""
     n = len(b)
     magnitude = float(np.abs(x) @ (np.abs(a) @ np.abs(x)) / 2 + np.abs(b) @ np.abs(x))
-    return _gamma(2 * n + 4, dtype) * _u(dtype) * magnitude
+    return gamma(2 * n + 4, dtype) * unit_roundoff(dtype) * magnitude
 
 
 def wolfe_allowance(a, b, x0, x1, dtype) -> tuple[float, float]:
@@ -205,11 +207,11 @@ def wolfe_allowance(a, b, x0, x1, dtype) -> tuple[float, float]:
     comparing rounded values: both losses' rounding, the slopes gᵀd formed in the dtype
     (inner product n, on gradients with their own rounding), and the rounding of
     x0 + t d into x1 (u |x1| per element, moving f by |∇f| and the slope by |A|)."""
-    u = _u(dtype)
+    u = unit_roundoff(dtype)
     s, n = x1 - x0, len(b)
     g0, g1 = a @ x0 - b, a @ x1 - b
     noise0, noise1 = gradient_rounding(a, b, x0, dtype), gradient_rounding(a, b, x1, dtype)
-    dot = _gamma(n, dtype) * u
+    dot = gamma(n, dtype) * u
     slope0 = dot * float(np.abs(g0) @ np.abs(s)) + noise0 * float(np.abs(s).sum())
     slope1 = dot * float(np.abs(g1) @ np.abs(s)) + noise1 * float(np.abs(s).sum())
     moved = u * np.abs(x1)

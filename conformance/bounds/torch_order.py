@@ -52,8 +52,7 @@ import mpmath
 import numpy as np
 import torch
 
-from conformance.bounds.rounding import gamma as _gamma
-from conformance.bounds.rounding import unit_roundoff as _u
+from conformance.bounds.rounding import gamma, unit_roundoff
 from conformance.core.ulp import spacing
 from specs.building_blocks import scalar_state_product
 
@@ -61,13 +60,13 @@ FINAL = 1.5
 
 
 def _state(k: float, dtype) -> float:
-    return FINAL + _gamma(k - 1, dtype)
+    return FINAL + gamma(k - 1, dtype)
 
 
 def _param(k_update: float, dtype, before_update: float = 0.0) -> float:
     """``p' = p~ - q`` rounded once: ``q`` carries ``k_update`` roundings and ``|q| <= 2*S``;
     ``p~`` (AdamW's decayed param, ``|p~| <= |p|``) carries ``before_update``."""
-    return FINAL + _gamma(before_update, dtype) + 2 * _gamma(k_update, dtype)
+    return FINAL + gamma(before_update, dtype) + 2 * gamma(k_update, dtype)
 
 
 def _step(before) -> float:
@@ -228,7 +227,7 @@ def _double_error(torch_form, dtype) -> float:
         if exact == 0:
             return 0.0 if value == 0 else math.inf
         relative = abs((mpmath.mpf(value) - exact) / exact)
-    return float(relative) / _u(dtype)
+    return float(relative) / unit_roundoff(dtype)
 
 
 def _decimal(constant) -> mpmath.mpf:
@@ -357,7 +356,7 @@ def asgd(group, before, dtype) -> dict:
     lambd = group["lambd"]
     e_dec = _double_error(lambda c, x, _: c(1.0) - x(lambd) * x(eta), dtype)
     k_d = _l2(group)
-    loop = FINAL + _gamma(e_dec + 2, dtype) + 2 * _gamma(k_d, dtype)
+    loop = FINAL + gamma(e_dec + 2, dtype) + 2 * gamma(k_d, dtype)
     foreach = _param(2 + k_d, dtype)
     scalar = torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32
     return {
@@ -393,7 +392,7 @@ def _pow_term(group, step, dtype, weights=(2.0, 1.0)) -> float:
     for beta, weight in zip(group["betas"], weights, strict=True):
         if 0 < beta < 1:
             total += 2 * weight * beta**t / (1 - beta**t)
-    return total * _u(torch.float64) / _u(dtype)
+    return total * unit_roundoff(torch.float64) / unit_roundoff(dtype)
 
 
 # -- Underflow terms ------------------------------------------------------------------------------
@@ -670,14 +669,14 @@ def sparse_adam_absolute(group, before, exact, dtype):
     """Per element: the absolute errors of m' and v' (their roundings, as in ``sparse_adam``,
     and each intermediate's possible underflow h) carried into ``q = s*m'/den`` by
     ``_quotient_terms``; the moments' own intermediate underflows."""
-    h, u = _h(dtype), _u(dtype)
+    h, u = _h(dtype), unit_roundoff(dtype)
     beta1, beta2 = group["betas"]
     k_u, k_v = _sparse_adam_counts(group)
     g, t = np.abs(before["grad"]), exact["step"]
     m, v = (np.abs(before.get(key, 0.0)) for key in ("exp_avg", "exp_avg_sq"))
     m1, v1 = np.abs(exact["exp_avg"]), np.abs(exact["exp_avg_sq"])
-    dm = _gamma(k_u, dtype) * u * (1 - beta1) * np.abs(g - m) + 2 * h
-    dv = (1 - beta2) * (u * g * g + _gamma(k_v, dtype) * u * np.abs(g * g - v)) + 3 * h
+    dm = gamma(k_u, dtype) * u * (1 - beta1) * np.abs(g - m) + 2 * h
+    dv = (1 - beta2) * (u * g * g + gamma(k_v, dtype) * u * np.abs(g * g - v)) + 3 * h
     step_size = float(group["lr"]) * math.sqrt(1 - beta2**t) / (1 - beta1**t)
     eps = group["eps"]
     den = np.sqrt(v1) + eps
