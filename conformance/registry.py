@@ -1,7 +1,9 @@
 """The one table that drives the harness: one ``Entry`` per optimizer.
 
-Test ids, parametrization and report rows all come from ``REGISTRY``. Adding an optimizer means
-one impl module, one spec module and one entry here.
+Test ids, parametrization and report rows all come from ``REGISTRY`` (with the check kinds of
+``conformance.checks``). An entry names the optimizer's domains (``conformance.domains``), its
+derived bounds, dtypes, invariants, refusals and divergences; docs/adding-an-optimizer.md lists
+every other file a new optimizer touches.
 
 The spec check's bounds are derived in ``conformance.bounds`` from each update's op sequence:
 relative rounding counts per output (``Entry.spec_bound``) plus absolute underflow terms per
