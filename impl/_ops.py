@@ -29,10 +29,14 @@ def _per_tensor(value: ScalarOrPerTensor, count: int) -> Sequence:
     return value if isinstance(value, list) else [value] * count
 
 
-def _scalar_or_list(value: ScalarOrPerTensor) -> dict:
-    """Keyword for torch's foreach addc* overloads: a 0-d tensor ``value`` must not be taken
-    for the packed 1-d ``scalars`` tensor, a list is the per-tensor ``scalars`` overload."""
-    return {"scalars": value} if isinstance(value, list) else {"value": value}
+def _foreach_addc(fn, xs, ys, zs, value: ScalarOrPerTensor):
+    """torch's foreach addc* with ``value`` bound as torch.optim binds it: a per-tensor list
+    positionally (torch.optim never names ``scalars``, and a list holding tensors, from tensor
+    betas, is then refused with torch's own message), anything else by keyword (a 0-d tensor
+    must not be taken for the packed 1-d ``scalars`` tensor)."""
+    if isinstance(value, list):
+        return fn(xs, ys, zs, value)
+    return fn(xs, ys, zs, value=value)
 
 
 def is_dtensor(t) -> bool:
@@ -310,7 +314,7 @@ class ForeachOps:
 
     @staticmethod
     def addcmul(xs, ys, zs, *, value: Scalar = 1):
-        return list(torch._foreach_addcmul(xs, ys, zs, **_scalar_or_list(value)))
+        return list(_foreach_addc(torch._foreach_addcmul, xs, ys, zs, value))
 
     @staticmethod
     def addcmul_(xs, ys, zs, *, value: ScalarOrPerTensor = 1, positional=False) -> None:
@@ -320,11 +324,11 @@ class ForeachOps:
         if positional and not isinstance(value, list):
             torch._foreach_addcmul_(xs, ys, zs, value)
         else:
-            torch._foreach_addcmul_(xs, ys, zs, **_scalar_or_list(value))
+            _foreach_addc(torch._foreach_addcmul_, xs, ys, zs, value)
 
     @staticmethod
     def addcdiv_(xs, ys, zs, *, value: ScalarOrPerTensor = 1) -> None:
-        torch._foreach_addcdiv_(xs, ys, zs, **_scalar_or_list(value))
+        _foreach_addc(torch._foreach_addcdiv_, xs, ys, zs, value)
 
     @staticmethod
     def addcdiv_scaled_(xs, ys, zs, scale: ScalarOrPerTensor, *, ys_are_scratch=False) -> None:

@@ -107,11 +107,14 @@ def same_error(ctx, at: str, err_a, err_e, same_path: bool) -> None:
 
 def _message(error: Exception) -> str:
     """The message, less what torch's argument parser says of the caller's own code: which
-    Python sequence it keeps its tensors in ("got (list, ...)" vs "(tuple, ...)") and whether
-    the kernel that refused the argument was the in-place one ("_foreach_add_()" vs
-    "_foreach_add()", seen by conformance-explore for a tensor weight_decay). The refused
-    argument and the signatures it was checked against stay compared."""
+    Python sequence it keeps its tensors in ("got (list, ...)" vs "(tuple, ...)", and per
+    argument "!list of [Tensor]!" vs "!tuple of (Tensor,)!": torch's foreach paths pass their
+    grouped tensors as tuples) and whether the kernel that refused the argument was the
+    in-place one ("_foreach_add_()" vs "_foreach_add()", seen by conformance-explore for a
+    tensor weight_decay). The refused argument and the signatures it was checked against stay
+    compared."""
     text = re.sub(r" - got \([^\n]*\), but expected", " - got (...), but expected", str(error))
+    text = re.sub(r"!(?:list of \[[^\]!]*\]|tuple of \([^)!]*\))!", "!sequence of tensors!", text)
     return re.sub(r"\b(_foreach_\w+?)_?\(\) received", r"\1() received", text)
 
 
