@@ -43,13 +43,17 @@ def radam_update(
     # Unlike Adam, torch's for-loop RAdam views complex tensors as real before the weight decay.
     params, grads, exp_avgs, exp_avg_sqs = ops.as_real(params, grads, exp_avgs, exp_avg_sqs)
     ops.increment_(steps)
+    t = step_counts(steps)
+    # torch's foreach path forms rho_t before the weight decay and the moments, its for-loop path
+    # after them: where 1 - beta2**t is 0 (a bad beta2 put into a group) the ZeroDivisionError
+    # leaves the state as far as each path got
+    rects = [rectification(beta2, s) for s in t] if ops.name == "foreach" else None
     grads = decay_weights(ops, params, grads, lr, weight_decay, decoupled_weight_decay)
 
     ops.lerp_(exp_avgs, grads, 1 - beta1)
     ops.mul_(exp_avg_sqs, beta2)
     ops.addcmul_(exp_avg_sqs, grads, grads, value=1 - beta2, positional=True)
 
-    t = step_counts(steps)
     denoms = ops.sqrt(exp_avg_sqs)
     ops.add_scalar_(denoms, eps)  # eps outside the square root, before the bias correction
     ops.add_rectified_step_(
@@ -59,7 +63,7 @@ def radam_update(
         lr=lr,
         bias_corrections1=[1 - beta1**s for s in t],
         bias_corrections2=[1 - beta2**s for s in t],
-        rects=[rectification(beta2, s) for s in t],
+        rects=rects if rects is not None else [rectification(beta2, s) for s in t],
     )
 
 

@@ -59,6 +59,10 @@ class BfloatAlphaRMSprop(_with_rounded("alpha", torch.bfloat16), torch.optim.RMS
     """alpha (and so 1 - alpha) rounded to bfloat16 before use."""
 
 
+# torch's CPU kernels whose Vectorized fmadd rounds once (ATEN_CPU_CAPABILITY picks them)
+FMA_BODIES = ("AVX2", "AVX512")
+
+
 class TwoRoundingMomentumSGD(torch.optim.SGD):
     """b' = round(mu*b) + round((1 - tau)*g), where torch has mul_ then the fused
     add_(g, alpha=1 - tau) (one fma): one extra 1/2-ULP rounding of (1 - tau)*g. Otherwise
@@ -151,6 +155,12 @@ def _caught_or_none(subject, check, dtype):
     ids=[f"{b.__name__}-{d}" for _, b, d, _, _ in FEW_ULP],
 )
 def test_few_ulp_bug_is_caught_bitwise(name, bug, dtype):
+    if bug is TwoRoundingMomentumSGD and torch.backends.cpu.get_cpu_capability() not in FMA_BODIES:
+        pytest.skip(
+            "torch's add_(g, alpha=) is one fma only in its AVX2/AVX-512 kernels; with this "
+            f"dispatch ({torch.backends.cpu.get_cpu_capability()}) it rounds twice, as the "
+            "planted bug does"
+        )
     subject = Subject(bug, registry.BY_NAME[name], contract="bitwise")
     assert _caught_or_none(subject, "torch", dtype) is not None
 

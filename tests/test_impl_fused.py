@@ -83,6 +83,15 @@ def _run_pair(mine, theirs, params, twins, steps=4, what=""):
 # spec's bound (the harness's impl-fused suite judges every element against the spec).
 WHOLE_VECTORS = [(0,), (16, 4), (32,), (2, 3, 32)]
 
+# The same holds only where torch's bodies are built for AVX2 or AVX-512, whose Vectorized
+# fmadd rounds once; with any other dispatch (ATEN_CPU_CAPABILITY=default: CPUs without AVX2)
+# fmadd is a*b + c, rounded twice, and a few elements differ from impl by an ULP, inside the
+# spec's bound that the harness's impl-fused suite checks on every CPU.
+needs_fma_bodies = pytest.mark.skipif(
+    torch.backends.cpu.get_cpu_capability() not in ("AVX2", "AVX512"),
+    reason="torch's fused CPU bodies round a*b + c twice without AVX2/AVX-512 dispatch",
+)
+
 
 # torch 2.13's half-type SGD and Adagrad vector bodies are no reference (finding 25): there
 # test_half_types_compute_in_float32_and_round_once pins impl, and the harness its spec.
@@ -94,6 +103,7 @@ TORCH_FUSED_CASES = [
 ]
 
 
+@needs_fma_bodies
 @pytest.mark.parametrize(("name", "index", "dtype"), TORCH_FUSED_CASES)
 def test_torch_configuration_is_bitwise_equal_to_torch_fused(name, index, dtype):
     kwargs = _kwargs(name, index)
@@ -250,6 +260,7 @@ ADAM_LIKE = [("Adam", {"amsgrad": True}), ("AdamW", {}), ("SGD", {"momentum": 0.
 ADAM_LIKE += [("Adagrad", {})]
 
 
+@needs_fma_bodies
 @pytest.mark.parametrize(("name", "kwargs"), ADAM_LIKE, ids=[n for n, _ in ADAM_LIKE])
 def test_grad_scaler_steps_like_torch_fused_including_a_skipped_step(name, kwargs):
     """torch.amp.GradScaler hands both optimizers ``grad_scale``/``found_inf`` (they advertise
