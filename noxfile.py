@@ -98,6 +98,7 @@ def conformance(session: nox.Session, device: str) -> None:
             "auto",
             f"--device={device}",
             "--hypothesis-profile=ci",
+            "-rfE",  # the summary and reports/ list the skips with their reasons
             *session.posargs,
             env=SINGLE_THREADED,
         )
