@@ -240,6 +240,8 @@ def _device_available(request):
     marker = request.node.get_closest_marker("check")
     if marker and (reason := target.entry.refusal(marker.args[0], target.dtype)):
         pytest.skip(f"refused by the registry: {reason}")
+    if reason := target.subject.lacks.get(target.dtype):
+        pytest.skip(f"declared by the suite: {reason}")
     if reason := target.subject.unsupported(target.dtype, target.device):
         pytest.skip(reason)
 
