@@ -100,3 +100,26 @@ def test_an_impl_class_that_refuses_a_valid_default_fails_the_matrix(tmp_path):
     assert _statuses(rows)["fail"] > 0, f"no failing row:\n{output}"
     refused = [r for r in rows if r["status"] == "skip" and "refuses float32" in r["reason"]]
     assert not refused, f"a refused valid weight_decay passed as a dtype refusal: {refused[0]}"
+
+
+def test_a_lack_the_suite_declares_is_a_skip_that_passes(tmp_path):
+    done, rows = _run(
+        tmp_path,
+        "-m",
+        "pytest",
+        "conformance",
+        "--conformance-suite=impl-fused",
+        "--conformance-like=Adagrad",
+        "--conformance-dtypes=complex64",
+        "--hypothesis-profile=dev",
+        "-k",
+        "test_matches_torch",
+        "-q",
+    )
+    output = done.stdout[-3000:] + done.stderr[-3000:]
+    assert done.returncode == 0, (
+        f"a declared lack failed the run (exit {done.returncode}):\n{output}"
+    )
+    (row,) = rows
+    assert (row["status"], row["dtype"]) == ("skip", "complex64"), row
+    assert row["reason"].startswith("declared by the suite:"), row["reason"]
