@@ -141,12 +141,23 @@ def assert_ulp(ctx: Context, what: str, actual: Tensor, expected: Tensor, bound:
 
 
 def assert_scaled(
-    ctx, what, actual: np.ndarray, exact: np.ndarray, ref: np.ndarray, dtype, bound, absolute=0.0
+    ctx,
+    what,
+    actual: np.ndarray,
+    exact: np.ndarray,
+    ref: np.ndarray,
+    dtype,
+    bound,
+    absolute=0.0,
+    *,
+    source: str = "derived",
 ):
     """Error of ``actual`` vs the correctly rounded ``exact`` in ULPs at scale (see ulp.py).
 
-    ``absolute`` (value units, broadcast per element) is an allowance on top of ``bound``: the
-    underflow terms of the registry's analysis, converted at each element's own scale."""
+    ``bound``: ULPs at scale, one number or one per element. ``absolute`` (value units, broadcast
+    per element) is an allowance on top of it: the underflow terms of the analysis, converted at
+    each element's own scale. ``source`` names the analysis the allowance comes from (the report
+    shows it beside the margin)."""
     actual, exact = np.asarray(actual, np.float64), np.asarray(exact, np.float64)
     ref = np.broadcast_to(np.asarray(ref, np.float64), exact.shape)
     if actual.shape != exact.shape:
@@ -154,21 +165,26 @@ def assert_scaled(
     err = scaled_ulp_error(*(torch.from_numpy(np.array(x)) for x in (actual, exact, ref)), dtype)
     worst = max_or_zero(err)
     scale = torch.from_numpy(np.array(np.maximum(np.abs(exact), np.abs(ref))))
-    allowed = bound + torch.from_numpy(
+    per_element = np.broadcast_to(np.asarray(bound, np.float64), exact.shape).copy()
+    allowed = torch.from_numpy(per_element) + torch.from_numpy(
         np.broadcast_to(np.asarray(absolute, np.float64), exact.shape).copy()
     ) / spacing(scale, dtype)
     over = err - allowed
     if over.numel() and float(over.nan_to_num(nan=np.inf).max()) > 0:
         flat = int(over.nan_to_num(nan=np.inf).reshape(-1).argmax())
         worst = float(err.reshape(-1)[flat])
-        bound = f"{float(allowed.reshape(-1)[flat]):.3g}" if np.any(absolute) else bound
+        shown = (
+            f"{float(allowed.reshape(-1)[flat]):.3g}"
+            if np.any(absolute) or np.ndim(bound)
+            else bound
+        )
         idx = tuple(int(i) for i in np.unravel_index(flat, exact.shape)) if exact.ndim else ()
         ctx.fail(
             what,
             f"element {idx}: expected {exact.reshape(-1)[flat]!r} (exact, rounded to {dtype}), "
             f"actual {actual.reshape(-1)[flat]!r}, {worst:.3g} ULP at scale "
             f"{max(abs(exact.reshape(-1)[flat]), abs(ref.reshape(-1)[flat]))!r} "
-            f"(allowed {bound})",
+            f"(allowed {shown}, {source} bound)",
         )
     return worst
 
