@@ -206,7 +206,10 @@ def wolfe_allowance(a, b, x0, x1, dtype) -> tuple[float, float]:
     """(Armijo, curvature) allowances for a step s = x1 - x0 the line search accepted by
     comparing rounded values: both losses' rounding, the slopes gᵀd formed in the dtype
     (inner product n, on gradients with their own rounding), and the rounding of
-    x0 + t d into x1 (u |x1| per element, moving f by |∇f| and the slope by |A|)."""
+    x0 + t d into x1 (u |x1| per element, moving f by |∇f| and the slope by |A|), and the
+    comparisons' own roundings: torch forms f + c1 t gᵀd and -c2 gᵀd as dtype tensors (the
+    constant's cast and the product 2u of the c-term, the sum u |f|, |f| <= the loss's
+    magnitude)."""
     u = unit_roundoff(dtype)
     s, n = x1 - x0, len(b)
     g0, g1 = a @ x0 - b, a @ x1 - b
@@ -216,11 +219,21 @@ def wolfe_allowance(a, b, x0, x1, dtype) -> tuple[float, float]:
     slope1 = dot * float(np.abs(g1) @ np.abs(s)) + noise1 * float(np.abs(s).sum())
     moved = u * np.abs(x1)
     placement = float((np.abs(g1) + np.abs(a) @ np.abs(s)) @ moved)
+    reach0 = float(np.abs(g0) @ np.abs(s))  # >= |g0ᵀs|
+    magnitude0 = float(np.abs(x0) @ (np.abs(a) @ np.abs(x0)) / 2 + np.abs(b) @ np.abs(x0))
     armijo = (
         loss_rounding(a, b, x0, dtype)
         + loss_rounding(a, b, x1, dtype)
         + 1e-4 * slope0
         + (1 + 1e-4) * placement
+        + u * (magnitude0 + 1e-4 * reach0)
+        + 2 * u * 1e-4 * reach0
     )
-    curvature = slope1 + 0.9 * slope0 + float((np.abs(a) @ moved) @ np.abs(s)) + placement
+    curvature = (
+        slope1
+        + 0.9 * slope0
+        + float((np.abs(a) @ moved) @ np.abs(s))
+        + placement
+        + 2 * u * 0.9 * reach0
+    )
     return armijo, curvature

@@ -74,36 +74,45 @@ def _step(before) -> float:
     return float(before.get("step", 0.0))
 
 
-def _l2(group, key="weight_decay") -> int:
-    """``d = g + wd*p`` as ``fma(wd, p, g)``: wd's cast and the fma (``d = g`` when wd == 0)."""
-    return 2 if group[key] else 0
+def _l2(group, key="weight_decay", complex_param=False) -> int:
+    """``d = g + wd*p`` as ``fma(wd, p, g)``: wd's cast and the fma (``d = g`` when wd == 0).
+    On a complex param torch's for-loop path forms it before ``view_as_real``, in complex
+    arithmetic: ``wd*p`` is a complex product by ``wd + 0i``, whose cross terms ``0*im`` are
+    exact, so one rounding per component, and then the add: wd's cast, the product, the add."""
+    if not group[key]:
+        return 0
+    return 3 if complex_param else 2
 
 
 # -- Rounding counts, one function per update rule: (group, before, dtype) -> ULPs --------------
 # ``before``: the step's inputs, "param", "grad" and the starting state ("step" absent: fresh)
-def sgd(group, before, dtype) -> dict:
+def sgd(group, before, dtype, *, complex_param=False) -> dict:
     """``b' = fma(1 - tau, d, round(mu*b))``: mu*b 2 (cast, mul), (1 - tau)*d 1 + k_d (cast; exact
     in double on the domain), the fma 1. Nesterov ``e = fma(mu, b', d)``: 1 + k_b (mu's cast),
-    the fma 1. ``p' = fma(-lr, e, p)``: q = lr*e, lr's cast 1 + k_e. A fresh buffer is d (fewer)."""
-    k_d = _l2(group)
+    the fma 1. ``p' = fma(-lr, e, p)``: q = lr*e, lr's cast 1 + k_e. A fresh buffer is d (fewer).
+    A complex param (``complex_param``) runs every op in complex arithmetic, where
+    ``add(x, alpha=s)`` rounds ``s*x`` (a product by ``s + 0i``: one rounding per component)
+    before the add: one more rounding in d (``_l2``), in (1 - tau)*d, in mu*b' and in lr*e."""
+    k_d = _l2(group, complex_param=complex_param)
+    unfused = 1 if complex_param else 0  # add(alpha=s) as round(s*x), then the add
     bounds = {}
     if group["momentum"] == 0:
         k_e = k_d
     else:
-        k_b = 1 + max(2, 1 + k_d)
+        k_b = 1 + max(2, 1 + unfused + k_d)
         bounds["momentum_buffer"] = _state(k_b, dtype)
-        k_e = 2 + k_b if group["nesterov"] else k_b
-    bounds["param"] = _param(1 + k_e, dtype)
+        k_e = 2 + unfused + k_b if group["nesterov"] else k_b
+    bounds["param"] = _param(1 + unfused + k_e, dtype)
     return bounds
 
 
-def adagrad(group, before, dtype) -> dict:
+def adagrad(group, before, dtype, *, complex_param=False) -> dict:
     """``sum' = fma(d, d, sum)`` (addcmul with value 1): 1 + 2*k_d. ``std = sqrt(sum') + eps``:
     the sqrt k_sum/2 + 3, eps's cast 1, the add 1. ``clr = lr/(1 + (t - 1)*lr_decay)`` in double:
     mul, add (same sign), div and the cast: 4 (lr_decay == 0: the cast only, 1 + 0*x is exact).
     ``q = round(round(clr*d)/std)`` (for-loop addcdiv; foreach scales the grads first, the same
-    roundings): k_clr + k_d + 1, + k_std + 1."""
-    k_d = _l2(group)
+    roundings): k_clr + k_d + 1, + k_std + 1. A complex param: ``_l2``'s complex count."""
+    k_d = _l2(group, complex_param=complex_param)
     k_sum = 1 + 2 * k_d
     k_std = 1 + max(k_sum / 2 + 3, 1)
     k_clr = 4 if group["lr_decay"] else 1
@@ -113,15 +122,16 @@ def adagrad(group, before, dtype) -> dict:
     }
 
 
-def rmsprop(group, before, dtype) -> dict:
+def rmsprop(group, before, dtype, *, complex_param=False) -> dict:
     """``sq' = fma(round((1 - a)*d), d, round(a*sq))``: a*sq 2, (1 - a)*d 2 + k_d, times d + k_d,
     the fma 1. Centered: ``ga' = lerp(ga, d, 1 - a)``: the weight's cast, the difference, d, the
     fma: 3 + k_d; ``var = fma(-ga', ga', sq')`` cancels, but on the domain (sq >= 2*ga**2,
     a >= 0.5) sq'/ga'**2 >= 2/(2 - a) >= 4/3, so sq'/var <= 4 and ga'**2/var <= 3: 4*k_sq +
     3*2*k_ga + 1. ``avg = sqrt(.) + eps``: k/2 + 3, + 1. Momentum ``b' = round(mu*b) +
     round(d/avg)``: 1 + max(2, k_d + k_avg + 1); ``q = lr*b'`` (fma) 1 + k_b. Without momentum
-    ``q = round(round(lr*d)/avg)``: 2 + k_d + k_avg + 1, the same count."""
-    k_d = _l2(group)
+    ``q = round(round(lr*d)/avg)``: 2 + k_d + k_avg + 1, the same count. A complex param:
+    ``_l2``'s complex count."""
+    k_d = _l2(group, complex_param=complex_param)
     k_sq = 1 + max(2, 2 + 2 * k_d)
     bounds = {"square_avg": _state(k_sq, dtype)}
     if group["centered"]:
@@ -141,7 +151,7 @@ def rmsprop(group, before, dtype) -> dict:
     return bounds
 
 
-def adam(group, before, dtype, *, decoupled=False) -> dict:
+def adam(group, before, dtype, *, decoupled=False, complex_param=False) -> dict:
     """``m' = lerp(m, d, 1 - b1)``: the weight's cast, the difference, the fma, and d (b1 == 0:
     m' = d exactly): 3 + k_d; on the domain |m' - m| <= |m'|. ``v' = fma(round((1 - b2)*d), d,
     round(b2*v))``: 3 + 2*k_d (as RMSprop's sq'); amsgrad's maximum is exact. ``den =
@@ -150,9 +160,10 @@ def adam(group, before, dtype, *, decoupled=False) -> dict:
     lr/(1 - b1**t)``: 3. ``q = round(round(step_size*m')/den)``: 3 + k_m + 1 + k_den + 1.
     AdamW first ``p~ = round(p*(1 - lr*wd))``: lr*wd, 1 - x (x <= 1/2 on the domain: the
     rounding of x amplified at most once), the cast, the mul: 5, of |p~| <= S. The double pow
-    ``b**t`` (<= 1 ULP of double) is amplified by b**t/(1 - b**t) in 1 - b**t: ``_pow_term``."""
+    ``b**t`` (<= 1 ULP of double) is amplified by b**t/(1 - b**t) in 1 - b**t: ``_pow_term``.
+    A complex param: ``_l2``'s complex count."""
     beta1 = group["betas"][0]
-    k_d = 0 if decoupled else _l2(group)
+    k_d = 0 if decoupled else _l2(group, complex_param=complex_param)
     k_m = 3 + k_d if beta1 else k_d
     k_v = 3 + 2 * k_d
     k_den = 1 + max(k_v / 2 + 3 + 2.5 + 1, 1)
@@ -168,16 +179,17 @@ def adam(group, before, dtype, *, decoupled=False) -> dict:
     return bounds
 
 
-def adamw(group, before, dtype) -> dict:
-    return adam(group, before, dtype, decoupled=True)
+def adamw(group, before, dtype, *, complex_param=False) -> dict:
+    return adam(group, before, dtype, decoupled=True, complex_param=complex_param)
 
 
-def adamax(group, before, dtype) -> dict:
+def adamax(group, before, dtype, *, complex_param=False) -> dict:
     """``m' = lerp(m, d, 1 - b1)``: 3 + k_d (as Adam's). ``u' = max(round(b2*u), round(|d| +
     eps))``: b2*u 2 (cast, mul); |d| + eps: eps's cast, the add and d, 1 + max(1, k_d); the max
     is exact. ``clr = lr/(1 - b1**t)``: 3. ``q = round(round(clr*m')/u')`` (addcdiv, both
-    paths): 3 + k_m + 1, + k_u + 1. ``_pow_term`` for b1**t."""
-    k_d = _l2(group)
+    paths): 3 + k_m + 1, + k_u + 1. ``_pow_term`` for b1**t. A complex param: ``_l2``'s
+    complex count."""
+    k_d = _l2(group, complex_param=complex_param)
     k_m = 3 + k_d if group["betas"][0] else k_d
     k_u = max(2, 1 + max(1, k_d))
     return {
@@ -188,14 +200,16 @@ def adamax(group, before, dtype) -> dict:
     }
 
 
-def adadelta(group, before, dtype) -> dict:
+def adadelta(group, before, dtype, *, complex_param=False) -> dict:
     """``v' = fma(round((1 - rho)*d), d, round(rho*v))``: 3 + 2*k_d (as RMSprop's sq'; 1 - rho
     exact, rho in {0} U [0.5, 1]). ``std = sqrt(v' + eps)``: eps's cast and the add, 1 +
     max(k_v, 1), halved by the sqrt, + 3. ``sqrt(u + eps)``: 2/2 + 3 = 4. ``delta =
     round(round(num/std)*d)``: 4 + k_std + 1 + k_d + 1. ``u' = fma(round((1 - rho)*delta),
     delta, round(rho*u))``: 3 + 2*k_delta. ``q = lr*delta``: the fma's lr cast 1 + k_delta, and
-    one more on the complex for-loop path (round(lr*delta) then a complex add): 2 + k_delta."""
-    k_d = _l2(group)
+    one more on the complex for-loop path (round(lr*delta) then a complex add): 2 + k_delta.
+    A complex param: ``_l2``'s complex count (the L2 term in complex arithmetic, before
+    ``view_as_real``)."""
+    k_d = _l2(group, complex_param=complex_param)
     k_v = 3 + 2 * k_d
     k_std = (1 + max(k_v, 1)) / 2 + 3
     k_delta = 4 + k_std + 1 + k_d + 1
@@ -204,6 +218,53 @@ def adadelta(group, before, dtype) -> dict:
         "acc_delta": _state(3 + 2 * k_delta, dtype),
         "param": _param(2 + k_delta, dtype),
     }
+
+
+# -- A complex param vs its view_as_real pair ------------------------------------------------------
+def complex_pair(spec_bound, group, before, real_after, dtype) -> dict:
+    """Per element, in ULPs at the check's scale ``max(|r|, |ref|)``: how far a complex param's
+    one step may lie from the same step on its ``view_as_real`` pair (the ``complex_as_real``
+    check), for a rule whose complex path rounds differently (``Entry.complex_ulp`` set).
+    ``before``: the step's inputs (as for the rule's counts); ``real_after``: the real pair's
+    outputs ``r``, by key.
+
+    Once the two paths part (Adadelta: the L2 term, ``fma(wd, p, g)`` on the real pair,
+    ``round(g + round(wd*p))`` in complex arithmetic), every later op rounds at *different*
+    operands on each path: their errors are independent, and nothing ties one to the other but
+    the exact value ``x`` both approximate. So the bound goes through it: ``|c - r| <= |c - x~|
+    + |x~ - r| <= (B_c + B_r) spacing(S_x)``, ``x~`` the exact value rounded, ``B_c`` the rule's
+    count for the complex path (``complex_param``), ``B_r`` for the real pair. A count of the
+    one op that differs (the former fixed 4 ULP) misses every rounding after it: Adadelta's
+    acc_delta with rho = 0 and d**2 >> eps, where d itself hardly matters (acc_delta ~ eps), lay
+    2.4 ULP above x on the real pair and 3.6 below on the complex path (regressions.py).
+    Splitting instead where the paths part (the rest run from each path's own d) gives the same
+    sum: the counts are linear in d's count, ``B(k_c) + B(k_r) = B(k_c + k_r) + B(0)``.
+
+    Scale: the counts hold at ``S_x = max(|x~|, |ref|)``; the check measures at ``max(|r|,
+    |ref|)``. ``|x~| <= |r| + B_r spacing(S_x) <= |r| + 2u B_r S_x`` gives ``S_x <= max(|r| /
+    (1 - 2u B_r), |ref|)``: the count is scaled by that spacing over the check's (2 where ``r``
+    lies just below a power of two and ``x~`` may lie above it, else 1). No absolute terms: the
+    check runs on complex64/complex128 (float32/float64 parts) on the spec domain, where no
+    intermediate is subnormal (``domains.SPEC_MIN``), so the underflow terms are 0. ``step`` is
+    exact."""
+    u = unit_roundoff(dtype)
+    complex_counts = spec_bound(group, before, dtype, complex_param=True)
+    real_counts = spec_bound(group, before, dtype)
+    out = {}
+    for key, r in real_after.items():
+        if key == "step":
+            out[key] = 0.0
+            continue
+        total = complex_counts[key] + real_counts[key]
+        ref = before["param"] if key == "param" else before.get(key, 0.0)
+        r, ref = np.abs(np.asarray(r, np.float64)), np.abs(np.asarray(ref, np.float64))
+        counted = np.maximum(r / (1 - 2 * u * real_counts[key]), ref)
+        measured = np.maximum(r, ref)
+        ratio = spacing(torch.from_numpy(counted), dtype) / spacing(
+            torch.from_numpy(measured), dtype
+        )
+        out[key] = total * ratio.numpy()
+    return out
 
 
 def rprop(group, before, dtype) -> dict:
