@@ -1,8 +1,9 @@
 """Bad input, drawn like good input: hyperparameters outside the domain and non-finite gradients.
 
 The ``errors`` check (``checks.errors_like_reference``) runs a subject and torch.optim's class on
-the same bad case: the subject must raise like the reference (same exception class, same
-message) or, where the reference does not raise, propagate the non-finite values like it.
+the same bad case: under the ``bitwise`` contract the subject must raise like the reference
+(same exception class, same message) or, where the reference does not raise, propagate the
+non-finite values like it; under ``ulp`` the spec judges (docs/harness.md#errors-ulp).
 
 Two kinds of case, each a valid ``strategies.cases`` draw with one thing broken:
 
@@ -191,18 +192,22 @@ def bad_hyperparameter(
 
 
 @st.composite
-def nonfinite_grads(draw, entry, dtype_name: str, device: str, steps=(1, 3)) -> tuple:
+def nonfinite_grads(
+    draw, entry, dtype_name: str, device: str, steps=(1, 3), purpose="invariant"
+) -> tuple:
     """A valid case with NaN/±Inf written into drawn elements of drawn gradients (as
-    ``(case, {})``: no constructor arguments)."""
+    ``(case, {})``: no constructor arguments). ``purpose``: the domain of the valid case
+    (``spec_trajectory`` where the ``ulp`` contract judges its finite elements within the spec's
+    derived bound, which holds on that domain only: ``spec_purpose``)."""
     case = draw(
-        strategies.cases(entry, dtype_name, device, steps=steps, max_params=2, purpose="invariant"),
+        strategies.cases(entry, dtype_name, device, steps=steps, max_params=2, purpose=purpose),
         label="valid case",
     )
     where = [
         (t, i)
         for t, gs in enumerate(case.grads)
         for i, g in enumerate(gs)
-        if g is not None and _values(g).size
+        if g is not None and stored_values(g).size
     ]
     if not where:  # every gradient None or empty: nothing to poison, a valid case as it is
         return case.replace(torch_foreach=case.foreach), {}
@@ -210,14 +215,14 @@ def nonfinite_grads(draw, entry, dtype_name: str, device: str, steps=(1, 3)) -> 
     for t, i in draw(
         st.lists(st.sampled_from(where), min_size=1, max_size=3, unique=True), label="poisoned"
     ):
-        flat = _values(grads[t][i]).reshape(-1)  # a view: writes land in grads[t][i]
+        flat = stored_values(grads[t][i]).reshape(-1)  # a view: writes land in grads[t][i]
         n = draw(st.integers(1, min(3, flat.size)), label="count")
         for j in draw(st.lists(st.integers(0, flat.size - 1), min_size=n, max_size=n)):
             flat[j] = draw(st.sampled_from(NON_FINITE), label="value")
     return case.replace(grads=grads, torch_foreach=case.foreach), {}
 
 
-def _values(g) -> np.ndarray:
+def stored_values(g) -> np.ndarray:
     """A gradient's stored values (a sparse one's, not its zeros)."""
     return g.values if isinstance(g, Sparse) else np.asarray(g)
 
@@ -228,10 +233,23 @@ def _copy(g):
     return None if g is None else np.array(g, copy=True)
 
 
-def bad_cases(entry, dtype_name: str, device: str, wrong_types=True) -> st.SearchStrategy[tuple]:
+def spec_purpose(entry, contract: str) -> str:
+    """The domain non-finite gradients are written into: under the ``ulp`` contract, for an
+    entry with an elementwise spec, the one where the derived one-step bound holds at every step
+    of a trajectory (one sign, no weight decay: ``Purpose.SPEC_TRAJECTORY``), so that the
+    elements the poison does not reach are judged within it; elsewhere torch's whole domain."""
+    if contract == "ulp" and entry.elementwise and entry.spec_bound is not None:
+        return "spec_trajectory"
+    return "invariant"
+
+
+def bad_cases(
+    entry, dtype_name: str, device: str, wrong_types=True, contract="bitwise"
+) -> st.SearchStrategy[tuple]:
     """``(case, defaults)`` of either kind, about evenly: the arguments of
-    ``checks.errors_like_reference(subject, case, defaults)``."""
+    ``checks.errors_like_reference(subject, case, defaults)``. ``contract``: the subject's
+    (``spec_purpose``)."""
     return st.one_of(
         bad_hyperparameter(entry, dtype_name, device, wrong_types=wrong_types),
-        nonfinite_grads(entry, dtype_name, device),
+        nonfinite_grads(entry, dtype_name, device, purpose=spec_purpose(entry, contract)),
     )

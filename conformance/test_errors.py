@@ -17,6 +17,9 @@ ERRORS = CHECKS["errors"]
 @given(data=st.data())
 def test_errors_like_reference(target, data):
     case, defaults = data.draw(
-        bad_input.bad_cases(target.entry, target.dtype, target.device), label="bad case"
+        bad_input.bad_cases(
+            target.entry, target.dtype, target.device, contract=target.subject.contract
+        ),
+        label="bad case",
     )
     report.example(target, ERRORS.name, ERRORS(target.subject, case, defaults))

@@ -8,15 +8,19 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
+from hypothesis import reject
 from torch import Tensor
 
+import specs
 from conformance import bad_input
 from conformance.core import repro
-from conformance.core.case import Case
+from conformance.core.case import Case, real_dtype, to_numpy
 from conformance.core.judge import (
     BothRaised,
     ConformanceError,
@@ -26,6 +30,7 @@ from conformance.core.judge import (
     explained,
 )
 from conformance.core.running import attempt, compare_states, same_error, same_path
+from conformance.kinds import spec_step
 from conformance.subject import torch_reference
 
 
@@ -121,7 +126,10 @@ def assert_same_nonfinite(ctx: Context, what: str, actual: Tensor, expected: Ten
     for attr in ("dtype", "shape", "device"):
         if getattr(actual, attr) != getattr(expected, attr):
             ctx.fail(what, f"{attr} {getattr(actual, attr)} != expected {getattr(expected, attr)}")
+    # a sparse state (SGD's momentum buffer) as its dense form: isnan() keeps the sparse
+    # layout, and sparse tensors have no != (NotImplementedError on the SparseCPU backend)
     a, e = (x.detach().cpu() for x in (actual, expected))
+    a, e = (x.coalesce().to_dense() if x.is_sparse else x for x in (a, e))
     a = torch.view_as_real(a) if a.is_complex() else a
     e = torch.view_as_real(e) if e.is_complex() else e
     # 0: finite, 1: NaN, 2: +inf, 3: -inf
@@ -170,19 +178,28 @@ def _compare_bad(ctx, t: int, pa, pe, oa, oe, bound, ignore) -> float:
 @explained
 def errors_like_reference(subject, case: Case, defaults: dict | None = None) -> float:
     """Bad input (``conformance.bad_input``: hyperparameters outside the domain, non-finite
-    gradients) on the subject and on torch.optim's class from the same state. Where the
-    reference raises (at construction or at a step), the subject must raise the same exception
-    class with the same message; where it does not, the subject must propagate like it: same
-    NaN positions, same infinities with the same signs in params and state (``bitwise``
-    contract: every element bit for bit, within ``entry.torch_ulp``; ``ulp`` contract: finite
-    elements are not judged). A step the subject refuses changes no param and no state, bit for
-    bit, unless torch's refused step changes them too: then the subject must end where torch
-    ends (torch 2.13 raises "value cannot be converted to type float without overflow" for a
-    hyperparameter such as lr=1e300 on float32 params *after* it has counted the step and
-    updated some state; a subject that leaves everything unchanged passes too). A bitwise
-    subject compared with another torch path than its own is not judged on which inputs it
-    refuses; the ``ulp`` contract's reference is the for-loop path, and there any difference
-    counts, except for a fused subject (torch's fused path refuses other inputs).
+    gradients) on the subject and on torch.optim's class from the same state.
+
+    ``bitwise`` contract (torch is the oracle): where the reference raises (at construction or
+    at a step), the subject must raise the same exception class with the same message; where it
+    does not, the subject must propagate like it: same NaN positions, same infinities with the
+    same signs in params and state, every element bit for bit within ``entry.torch_ulp``. A
+    bitwise subject compared with another torch path than its own is not judged on which inputs
+    it refuses.
+
+    ``ulp`` contract (the spec is the oracle; ``_judge_ulp``): refusals are judged by
+    ``_refusal`` (the subject refuses where torch's for-loop path refuses, with an exception of
+    the ``REFUSALS`` family, message reported, not judged; it may refuse more, but only input
+    outside the spec's domain) and accepted steps by the spec over the extended reals
+    (``_judge_by_spec``); torch's own values are reported beside the verdict. A fused subject
+    is not judged on which inputs it refuses (torch's fused path refuses other inputs than its
+    for-loop path, finding 4), only on what it computes where both accept.
+
+    Both contracts: a step the subject refuses changes no param and no state, bit for bit,
+    unless torch's refused step changes them too (torch 2.13 raises "value cannot be converted
+    to type float without overflow" for a hyperparameter such as lr=1e300 on float32 params
+    *after* it has counted the step and updated some state): then the bitwise subject must end
+    where torch ends, and the ulp subject is not judged on it.
     ``defaults``: constructor arguments of both optimizers (a bad hyperparameter passed where
     torch's constructor validates it)."""
     defaults = dict(defaults or {})
@@ -212,19 +229,23 @@ def errors_like_reference(subject, case: Case, defaults: dict | None = None) -> 
     judged = not subject.kwargs.get("fused") and (
         not subject.bitwise or same_path(own_foreach, ref_foreach)
     )
-    bound = subject.entry.torch_ulp.get(case.dtype, 0) if subject.bitwise else None
-    # a NaN hyperparameter is never == itself: both sides hold the case's value, or raised
-    ignore = subject.own_flags
     pa, pe = case.make_params(), case.make_params()
 
     def build(side, params, foreach):  # fresh tensors for tensor hyperparameters, per side
         side = dataclasses.replace(side, kwargs={**side.kwargs, **bad_input.materialize(defaults)})
         return side.build(bad_input.materialize_case(case), params, foreach=foreach)
 
+    subject_run = (lambda: build(subject, pa, case.foreach), pa)
+    reference_run = (lambda: build(reference, pe, ref_foreach), pe)
+    if not subject.bitwise:
+        return _judge_ulp(ctx, case, defaults, subject_run, reference_run, judged)
+    bound = subject.entry.torch_ulp.get(case.dtype, 0)
+    # a NaN hyperparameter is never == itself: both sides hold the case's value, or raised
+    ignore = subject.own_flags
     worst = 0.0
     try:
-        oa, err_a = attempt(lambda: build(subject, pa, case.foreach))
-        oe, err_e = attempt(lambda: build(reference, pe, ref_foreach))
+        oa, err_a = attempt(subject_run[0])
+        oe, err_e = attempt(reference_run[0])
         same_error(ctx, "construction", err_a, err_e, judged)
         worst = _compare_bad(ctx, -1, pa, pe, oa, oe, bound, ignore)
         for t in range(case.steps):
@@ -236,12 +257,7 @@ def errors_like_reference(subject, case: Case, defaults: dict | None = None) -> 
             except BothRaised:
                 change = _change(before, pa, oa)
                 if change is not None and _change(before_e, pe, oe) is None:
-                    where, what = change
-                    ctx.fail(
-                        f"step {t + 1} (refused), {where}",
-                        f"{what} by a step that raised {err_a!r} "
-                        "(the reference's refused step changed nothing)",
-                    )
+                    _fail_changed(ctx, t, change, err_a)
                 if change is not None:  # torch's own refused step changed state too: no more
                     _compare_bad(ctx, t, pa, pe, oa, oe, bound, ignore)
                 raise
@@ -249,3 +265,328 @@ def errors_like_reference(subject, case: Case, defaults: dict | None = None) -> 
     except BothRaised:
         pass
     return worst
+
+
+def _fail_changed(ctx, t: int, change: tuple[str, str], err, torch_changed: str = "") -> None:
+    where, what = change
+    ctx.fail(
+        f"step {t + 1} (refused), {where}",
+        f"{what} by a step that raised {err!r} "
+        + (torch_changed or "(the reference's refused step changed nothing)"),
+    )
+
+
+# -- the ulp contract: the spec judges ------------------------------------------------------------
+
+# What a refusal may raise under the ulp contract: Python's exceptions for a bad argument
+# (ValueError, TypeError) and torch's (RuntimeError, NotImplementedError among them). An
+# AssertionError, KeyError or IndexError is a crash on input the subject did not anticipate.
+REFUSALS = (ValueError, TypeError, RuntimeError)
+
+
+def _judge_ulp(ctx, case: Case, defaults: dict, subject_run, reference_run, judged) -> float:
+    """The ``ulp`` contract's errors check: build and step both sides; the first refusal ends
+    the case (``_refusal``); each step both take is judged by the spec (``_judge_by_spec``), or,
+    for an entry without an elementwise spec (Adafactor, Muon, LBFGS: nothing to evaluate
+    element by element), by torch's non-finite pattern (``_compare_bad``)."""
+    (build_a, pa), (build_e, pe) = subject_run, reference_run
+    oa, err_a = attempt(build_a)
+    oe, err_e = attempt(build_e)
+    if _refusal(ctx, "construction", err_a, err_e, case, defaults, judged):
+        return 0.0
+    by_spec = ctx.entry.elementwise and ctx.entry.spec_bound is not None
+    bounded = by_spec and _within_bound_applies(ctx.entry, case, defaults)
+    worst = 0.0
+    for t in range(case.steps):
+        before, before_e = _snapshot(pa, oa), _snapshot(pe, oe)
+        inputs = _step_inputs(case, t, pa, oa) if by_spec else None
+        _, err_a = attempt(lambda t=t: case.step(oa, pa, t))
+        _, err_e = attempt(lambda t=t: case.step(oe, pe, t))
+        if _refusal(ctx, f"step {t + 1}", err_a, err_e, case, defaults, judged):
+            change = _change(before, pa, oa)
+            if change is not None and (err_e is None or _change(before_e, pe, oe) is None):
+                torch_did = "(torch.optim accepted the step)" if err_e is None else ""
+                _fail_changed(ctx, t, change, err_a, torch_did)
+            return worst
+        if case.skipped(t):  # GradScaler found an inf: the spec check judges the skip
+            continue
+        if by_spec:
+            w = _judge_by_spec(ctx, case, t, inputs, (pa, oa), (pe, oe), bounded)
+        else:
+            w = _compare_bad(ctx, t, pa, pe, oa, oe, None, ctx.subject.own_flags)
+        worst = max(worst, w)
+    return worst
+
+
+def _refusal(ctx, at: str, err_a, err_e, case: Case, defaults: dict, judged: bool) -> bool:
+    """Whether either side raised (then the case ends), after judging the subject's refusal:
+    where torch refuses, the subject refuses too, with an exception of the ``REFUSALS`` family
+    (its message is shown, not compared: it is the subject's own wording). Where torch accepts
+    and the subject refuses, that is stricter validation, which a user expects of input outside
+    the spec's domain (a negative decay rate, a tensor where a number is documented: torch's
+    for-loop path takes some of those by accident of broadcasting, impl's foreach path refuses
+    them as torch's foreach path does) and not of input the spec defines (an lr of 1.5, a
+    non-finite gradient: the spec says what the step gives): ``_outside_domain`` decides.
+    Where torch refuses input the spec defines (lr=1e300 on float16 params: torch cannot convert
+    it into its scalar type), the subject may refuse it too or accept it, and the case ends
+    there: the dtype it computes in may not hold the value either (a float32 lr of inf times
+    a zero moment is NaN). So does a 1-element tensor where a number is documented: torch
+    refuses eps=torch.tensor([0.1]) on a 0-d param only (the in-place broadcast), which is no
+    contract a subject could follow. The exception torch itself raises is accepted whatever its
+    class (torch's IndexError for betas given as a 1-element tensor)."""
+    if err_a is None and err_e is None:
+        return False
+    if not judged:
+        reject()  # a fused path refuses other inputs than torch's for-loop path (finding 4)
+    torch_did = f"torch.optim raised {err_e!r}" if err_e is not None else "torch.optim accepted it"
+    if err_a is None:
+        if _outside_domain(ctx.entry, case, defaults) is None or _holds_tensor(case, defaults):
+            return True  # torch cannot compute what the spec defines (lr=1e300 in float16)
+        ctx.fail(at, f"accepted input that torch.optim refuses: raised None, expected {err_e!r}")
+    if not isinstance(err_a, REFUSALS) and type(err_a) is not type(err_e):
+        ctx.fail(
+            at,
+            f"raised {err_a!r}, which is not a refusal (expected a ValueError, TypeError or "
+            f"RuntimeError; {torch_did})",
+        )
+    if err_e is None and _outside_domain(ctx.entry, case, defaults) is None:
+        ctx.fail(
+            at,
+            f"raised {err_a!r} on input the spec defines and torch.optim accepts (a stricter "
+            "validation is accepted outside the spec's domain only)",
+        )
+    return True
+
+
+def _holds_tensor(case: Case, defaults: dict) -> bool:
+    """Whether a hyperparameter is a tensor (``bad_input.TENSORS``, kept as source text)."""
+    values = [v for g in case.groups for v in g.values()] + list(defaults.values())
+    flat = [x for v in values for x in (v if isinstance(v, tuple | list) else (v,))]
+    return any(isinstance(x, str) and x in bad_input.TENSORS for x in flat)
+
+
+def _plain(value) -> bool:
+    """A number, a flag, or a tuple of them (not a string, None or a tensor's source text)."""
+    if isinstance(value, tuple | list):
+        return all(_plain(v) for v in value)
+    return isinstance(value, bool | int | float)
+
+
+@functools.cache
+def _in_domain(domain, value: float) -> bool:
+    return math.isfinite(value) and bool(domain.contains(value))
+
+
+def _poisoned(case: Case) -> bool:
+    """Whether any drawn gradient holds NaN or an infinity (a ``nonfinite_grads`` case)."""
+    return any(
+        not np.isfinite(bad_input.stored_values(g)).all()
+        for step in case.grads
+        for g in step
+        if g is not None
+    )
+
+
+def _outside_domain(entry, case: Case, defaults: dict) -> str | None:
+    """Why the case's hyperparameters are outside the spec's domain (a value that is no number,
+    or one outside its ``Hyper.domain``, torch's validation domain), or None. An entry without an
+    elementwise spec has no domain here: any case whose gradients are finite counts (its drawn
+    hyperparameter is the bad input)."""
+    for group in case.groups:
+        values = {k: v for k, v in {**group, **defaults}.items() if k != "params"}
+        for key, value in values.items():
+            if not _plain(value):
+                return f"{key}={value!r} is not a number"
+        if not entry.elementwise or entry.spec_bound is None:
+            return None if _poisoned(case) else "a bad hyperparameter (no spec domain to check)"
+        spec, hyper = specs.for_group(entry.torch_name, values)
+        for h in spec.hypers:
+            if not _in_domain(h.domain, hyper[h.name]):
+                return f"{h.name}={hyper[h.name]!r} is outside {h.domain}"
+    return None
+
+
+def _within_bound_applies(entry, case: Case, defaults: dict) -> bool:
+    """Whether the finite elements are judged within ``entry.spec_bound`` too, not only as
+    finite: the derived bound is a theorem on the spec purposes' well-conditioned domain only,
+    which is where ``bad_input.nonfinite_grads`` draws under the ulp contract
+    (``bad_input.spec_purpose``). A bad-hyperparameter case is drawn from torch's whole domain
+    around its bad value, so there the class of each element (finite, +inf, -inf, NaN) is
+    judged, not its rounding."""
+    return _poisoned(case) and not defaults and _outside_domain(entry, case, {}) is None
+
+
+def _step_inputs(case: Case, t: int, params: list[Tensor], opt) -> list[dict]:
+    """Each param's step inputs before step ``t``: "param", "grad" (None: no gradient) and its
+    state, as float64 arrays (as ``vs_spec`` reads them)."""
+    grads = case.make_grads(t)
+    return [
+        {
+            "param": to_numpy(p),
+            "grad": None if g is None else case.unscaled(to_numpy(g)),
+            **(spec_step.spec_state(opt.state[p]) if p in opt.state else {}),
+        }
+        for p, g in zip(params, grads, strict=True)
+    ]
+
+
+def _judge_by_spec(ctx, case: Case, t: int, inputs, subject_side, torch_side, bounded) -> float:
+    """Step ``t`` of every param that had a gradient vs ``spec.step_exact`` from the subject's
+    own inputs, over the extended reals (mpmath's inf and nan: inf - inf, 0*inf and inf/inf
+    are nan), as ``_assert_extended`` judges each element; then every output through
+    ``spec_step.judge_step`` (state keys, the step count, a sparse gradient's untouched elements,
+    and, where ``bounded``, the elements no non-finite input reaches within the derived bound,
+    as the spec check judges them; the others' class was judged)."""
+    (pa, oa), (pe, oe) = subject_side, torch_side
+    subject, dtype = ctx.subject, real_dtype(case.torch_dtype)
+    worst = 0.0
+    for group in oa.param_groups:
+        try:
+            spec_hyper = specs.for_group(ctx.entry.torch_name, group)
+        except (TypeError, ValueError, RuntimeError):
+            continue  # a hyperparameter that is no number (both took it): the spec says nothing
+        spec, hyper = spec_hyper
+        for p in group["params"]:
+            i = next(j for j, q in enumerate(pa) if q is p)
+            given = inputs[i]
+            if given["grad"] is None:
+                continue
+            where = f"step {t + 1}, param {i}"
+            state_before = {k: v for k, v in given.items() if k not in ("param", "grad")}
+            exact = spec.step_exact(given["param"], given["grad"], state_before, hyper, dtype)
+            terse = _without_zero_terms(spec, hyper)
+            if terse is not None and not _unreached(given).all():
+                terse = terse.step_exact(given["param"], given["grad"], state_before, hyper, dtype)
+            else:
+                terse = exact
+            actual = {"param": to_numpy(p), **spec_step.spec_state(oa.state.get(p, {}))}
+            theirs = {"param": to_numpy(pe[i]), **spec_step.spec_state(oe.state.get(pe[i], {}))}
+            untouched = spec_step.untouched_by(case, t, i)
+            wrong = [
+                _wrong_class(
+                    key,
+                    actual[key],
+                    value,
+                    theirs.get(key),
+                    None if untouched is None else (given.get(key, 0.0), untouched),
+                    terse.get(key),
+                )
+                for key, value in exact.items()
+                if key != "step" and key in actual
+            ]
+            if any(wrong):  # every output of the wrong class, torch's values beside them
+                ctx.fail(where, "; ".join(w for w in wrong if w))
+            # the elements no non-finite input reaches, as flat arrays (the rule is elementwise):
+            # within the derived bound, which assumes finite inputs, as the spec check judges
+            kept = _unreached(given)
+            if not bounded or not kept.any():  # the class of every element was all to judge
+                missing = exact.keys() - actual.keys()
+                if missing:
+                    ctx.fail(f"{where} state", f"missing {sorted(missing)} (has {sorted(actual)})")
+                continue
+            w = spec_step.judge_step(
+                ctx,
+                subject,
+                group,
+                spec_hyper,
+                dtype,
+                f"{where} (the {int(kept.sum())} elements no non-finite input reaches)",
+                _part(given, kept),
+                _part(actual, kept),
+                None if untouched is None else untouched[kept],
+            )
+            worst = max(worst, w)
+    return worst
+
+
+def _unreached(inputs: dict) -> np.ndarray:
+    """Mask of the param's elements whose every input (param, gradient, state) is finite."""
+    shape = np.shape(inputs["param"])
+    kept = np.ones(shape, bool)
+    for value in inputs.values():
+        a = np.asarray(np.nan if value is None else value, np.float64)
+        kept &= np.isfinite(a) if a.shape == shape else bool(np.isfinite(a).all())
+    return kept
+
+
+def _part(values: dict, kept: np.ndarray) -> dict:
+    """Each per-element array at the ``kept`` elements (flat); per-tensor values as they are."""
+    return {
+        k: np.asarray(v)[kept] if np.shape(v) == kept.shape and np.ndim(v) else v
+        for k, v in values.items()
+    }
+
+
+def _same_class(a: np.ndarray, e: np.ndarray) -> np.ndarray:
+    """Both finite, or both not finite and not infinities of opposite signs."""
+    return (np.isfinite(a) == np.isfinite(e)) & ~(np.isinf(a) & np.isinf(e) & (a != e))
+
+
+_CLASSES = ("finite", "NaN", "+inf", "-inf")
+
+
+def _class(x: np.ndarray) -> np.ndarray:
+    return np.isnan(x) + 2 * np.isposinf(x) + 3 * np.isneginf(x)
+
+
+def _without_zero_terms(spec, hyper: dict):
+    """The spec with every hyperparameter that is exactly 0 substituted symbolically (SymPy
+    drops its terms: wd*p is 0 even where p is inf or NaN), or None where none is 0. An
+    implementation that skips a zero weight decay computes this form; one that multiplies by
+    the zero computes the literal one (0*inf is NaN in IEEE as in mpmath): both are the math."""
+    zeros = frozenset(h.name for h in spec.hypers if hyper.get(h.name, h.default) == 0)
+    if not zeros:
+        return None
+    key = (id(spec), zeros)  # a Spec holds dicts (unhashable); specs.for_group caches each one
+    if key not in _ZERO_DROPPED:
+        to_zero = {h.symbol: 0 for h in spec.hypers if h.name in zeros}
+
+        def substitute(rules):
+            return None if rules is None else tuple((t, e.xreplace(to_zero)) for t, e in rules)
+
+        terse = dataclasses.replace(
+            spec, updates=substitute(spec.updates), first_updates=substitute(spec.first_updates)
+        )
+        _ZERO_DROPPED[key] = (spec, terse)  # the spec kept alive: its id stays its own
+    return _ZERO_DROPPED[key][1]
+
+
+_ZERO_DROPPED: dict = {}
+
+
+def _wrong_class(key: str, actual, exact, torch_value, kept=None, terse=None) -> str:
+    """Each element's class against the exact value's, over the extended reals: finite where
+    the math is finite; not finite where it is not, and where both are infinities, of the same
+    sign. NaN and an infinity stand for each other, as IEEE op orders of the same math differ
+    there: torch's lerp computes m + w*(g - m) as g - (g - m)*(1 - w), NaN at g = -inf, w = 1
+    where the math gives -inf; and the spec's g + wd*p is NaN at p = -inf, wd = 0 (0*inf) where
+    an implementation that skips a zero weight decay keeps -inf; ``terse``, the spec with its
+    zero hyperparameters' terms dropped, says what such an implementation gives (a finite
+    momentum buffer after a NaN param, wd = 0), and matching it passes too. ``kept``: the
+    value before the step at the elements a sparse gradient does not name, which the subject
+    may keep as they were (its step does not touch them; the dense math may: lr = nan times 0
+    is NaN; a fresh state's value before is 0). Returns what is wrong ("" if nothing), with
+    torch.optim's value at the element beside it, not judged."""
+    a = np.asarray(actual, np.float64)
+    e = np.broadcast_to(np.asarray(exact, np.float64), a.shape)
+    ok = _same_class(a, e)
+    if terse is not None:  # the spec with its zero hyperparameters' terms dropped
+        ok |= _same_class(a, np.broadcast_to(np.asarray(terse, np.float64), a.shape))
+    if kept is not None:
+        before, untouched = kept
+        before = np.broadcast_to(np.asarray(before, np.float64), a.shape)
+        same = (a == before) & (np.signbit(a) == np.signbit(before))
+        ok |= untouched & (same | np.isnan(a) & np.isnan(before))
+    if ok.all():
+        return ""
+    flat = int(np.flatnonzero(~ok)[0])
+    idx = tuple(int(k) for k in np.unravel_index(flat, a.shape)) if a.ndim else ()
+    theirs = "n/a"
+    if torch_value is not None and np.shape(torch_value) == a.shape:
+        theirs = repr(float(np.asarray(torch_value).reshape(-1)[flat]))
+    return (
+        f"{key} element {idx}: exact value {e.reshape(-1)[flat]!r} "
+        f"({_CLASSES[_class(e.reshape(-1)[flat])]}), actual {a.reshape(-1)[flat]!r} "
+        f"({int((~ok).sum())} elements of the wrong class; torch.optim gives {theirs}, "
+        "reported, not judged)"
+    )

@@ -11,47 +11,84 @@ from hypothesis import reject
 from torch import Tensor
 
 import specs
+from conformance.bounds import torch_order as bounds
 from conformance.core import repro
 from conformance.core.case import Case, P, real_dtype, to_numpy, to_tensor
-from conformance.core.judge import Context, assert_scaled, assert_ulp, explained
+from conformance.core.judge import (
+    ConformanceError,
+    Context,
+    assert_scaled,
+    assert_ulp,
+    explained,
+)
 from conformance.core.running import compare_runs, compare_states, run, set_grads
 
 
 @explained
 def maximize_is_minimizing_negation(subject, case: Case) -> float:
-    """maximize=True on gradients g is bitwise minimize on -g (params and state, every step)."""
+    """maximize=True on gradients g is bitwise minimize on -g (params and state, every step).
+
+    Where torch's foreach Adagrad rounds lr into a half dtype on the maximize side only
+    (``entry.maximize_rounds_lr``, docs/torch-findings.md#finding-6), the ``bitwise`` subject
+    (torch's op sequence on that path) is compared with minimizing at that rounded lr. A ``ulp``
+    subject is compared with the exact negation, and may instead match torch's quirk: a
+    textbook class that takes a ``foreach`` argument need not copy it, and a class that copies
+    torch's foreach path has it; a wrong maximize matches neither."""
     entry = subject.entry
     ctx = Context("maximize", subject, case, "the same optimizer minimizing -f")
     up = case.replace(groups=[{**g, "maximize": True} for g in case.groups])
-    down_groups, ignore = [], {"maximize"}
+    negated = [[None if g is None else -g for g in gs] for gs in case.grads]
+    exact = case.replace(groups=[{**g, "maximize": False} for g in case.groups], grads=negated)
+    quirk = _rounded_lr_groups(subject, case)
+    bound = entry.maximize_ulp.get(case.dtype, 0)
+
+    def against(down, ignore, ctx=ctx):
+        return compare_runs(
+            ctx, case, (subject, case.foreach, up), (subject, case.foreach, down), bound, ignore
+        )
+
+    if subject.bitwise or quirk is None:
+        if quirk is not None:
+            return against(case.replace(groups=quirk, grads=negated), {"maximize", "lr"})
+        return against(exact, {"maximize"})
+    try:
+        return against(exact, {"maximize"})
+    except ConformanceError as error:
+        quirk_ctx = Context(
+            "maximize", subject, case, "the same optimizer minimizing -f at lr rounded (finding 6)"
+        )
+        try:
+            return against(case.replace(groups=quirk, grads=negated), {"maximize", "lr"}, quirk_ctx)
+        except ConformanceError:
+            raise error from None
+
+
+def _rounded_lr_groups(subject, case: Case) -> list | None:
+    """The minimizing groups at lr rounded into the dtype where ``entry.maximize_rounds_lr``
+    says the subject's path rounds it on the maximize side only (torch's foreach Adagrad in
+    float16/bfloat16), else None. With lr_decay the per-step clr has no such lr: the example is
+    rejected under the bitwise contract; under ulp the exact negation alone judges it."""
+    groups, rounds = [], False
     for g in case.groups:
         g = {**g, "maximize": False}
-        if entry.maximize_rounds_lr(g, case.torch_dtype, subject.path(case.foreach) == "foreach"):
-            # the maximize side multiplies by -clr rounded into the dtype (registry): minimize
-            # at that rounded lr, bitwise; with lr_decay the per-step clr has no such lr
+        if subject.entry.maximize_rounds_lr(
+            g, case.torch_dtype, subject.path(case.foreach) == "foreach"
+        ):
             if g.get("lr_decay", 0) != 0 or case.tensor_lr:
-                reject()
+                if subject.bitwise:
+                    reject()
+                return None
             g["lr"] = float(torch.tensor(g["lr"], dtype=torch.float64).to(case.torch_dtype))
-            ignore = {"maximize", "lr"}
-        down_groups.append(g)
-    down = case.replace(
-        groups=down_groups,
-        grads=[[None if g is None else -g for g in gs] for gs in case.grads],
-    )
-    bound = entry.maximize_ulp.get(case.dtype, 0)
-    return compare_runs(
-        ctx,
-        case,
-        (subject, case.foreach, up),
-        (subject, case.foreach, down),
-        bound,
-        ignore,
-    )
+            rounds = True
+        groups.append(g)
+    return groups if rounds else None
 
 
 @explained
 def complex_is_real_pair(subject, case: Case) -> float:
-    """A complex param behaves like its view_as_real pair (within ``entry.complex_ulp``)."""
+    """A complex param behaves like its view_as_real pair: bitwise where both paths run the same
+    ops; where they round differently (``entry.complex_ulp`` set), one step within the bound
+    derived from both paths' rounding counts (``torch_order.complex_pair``)."""
     entry = subject.entry
     ctx = Context("complex_as_real", subject, case, "the same optimizer on view_as_real params")
     real = case.replace(dtype=str(real_dtype(case.torch_dtype)).removeprefix("torch."))
@@ -63,53 +100,59 @@ def complex_is_real_pair(subject, case: Case) -> float:
     oc = subject.build(case, pc, foreach=case.foreach)
     orr = subject.build(real, pr, foreach=case.foreach)
     worst = 0.0
-    # a nonzero bound means the two paths round differently; multi-step they would drift apart
+    # paths that round differently are compared one step at a time: over several steps the two
+    # runs start each step from different values, and no one-step count bounds that drift
     steps = 1 if entry.complex_ulp else case.steps
     for t in range(steps):
+        grads = real.make_grads(t)
         set_grads(pc, case.make_grads(t))
-        set_grads(pr, real.make_grads(t))
+        set_grads(pr, grads)
         oc.step()
         orr.step()
         for i, (x, y) in enumerate(zip(pc, pr, strict=True)):
-            if entry.complex_ulp:  # different roundings: ULPs at the scale of the step's operands
+            outputs = {"param": (x, y)}
+            outputs.update((key, (v, orr.state[y][key])) for key, v in oc.state.get(x, {}).items())
+            allowed = (
+                _complex_pair_allowances(entry, orr, case, i, y, grads[i], outputs)
+                if entry.complex_ulp
+                else None
+            )
+            for key, (v, w) in outputs.items():
+                what = f"step {t + 1}, " + (
+                    f"param {i}" if key == "param" else f"state[{i}][{key!r}]"
+                )
+                v = torch.view_as_real(v) if v.is_complex() else v
+                if allowed is None or key == "step":
+                    worst = max(worst, assert_ulp(ctx, what, v, w, 0))
+                    continue
+                ref = (
+                    case.params[i].values if key == "param" else case.state.get(i, {}).get(key, 0.0)
+                )
                 w = assert_scaled(
                     ctx,
-                    f"step {t + 1}, param {i}",
-                    to_numpy(x),
-                    to_numpy(y),
-                    case.params[i].values,
+                    what,
+                    to_numpy(v),
+                    to_numpy(w),
+                    ref,
                     real_dtype(case.torch_dtype),
-                    entry.complex_ulp,
+                    allowed[key],
                 )
-            else:
-                w = assert_ulp(
-                    ctx, f"step {t + 1}, param {i}", torch.view_as_real(x), y, entry.complex_ulp
-                )
-            worst = max(worst, w)
-        for i, (x, y) in enumerate(zip(pc, pr, strict=True)):
-            for key, v in oc.state.get(x, {}).items():
-                w = orr.state[y][key]
-                v = torch.view_as_real(v) if v.is_complex() else v
-                if entry.complex_ulp and key != "step":
-                    ref = case.state.get(i, {}).get(key, 0.0)
-                    worst = max(
-                        worst,
-                        assert_scaled(
-                            ctx,
-                            f"step {t + 1}, state[{i}][{key!r}]",
-                            to_numpy(v),
-                            to_numpy(w),
-                            ref,
-                            real_dtype(case.torch_dtype),
-                            entry.complex_ulp,
-                        ),
-                    )
-                    continue
-                worst = max(
-                    worst,
-                    assert_ulp(ctx, f"step {t + 1}, state[{i}][{key!r}]", v, w, entry.complex_ulp),
-                )
+                worst = max(worst, w)
     return worst
+
+
+def _complex_pair_allowances(entry, opt, case: Case, i: int, param, grad, outputs) -> dict:
+    """The derived per-element allowances (ULPs at scale) of param ``i``'s first step: the rule's
+    counts for the complex path and for the real pair, from the step's inputs and the real
+    pair's outputs. A param without a gradient does not move on either path: 0."""
+    if grad is None:
+        return dict.fromkeys(outputs, 0.0)
+    group = next(g for g in opt.param_groups if any(p is param for p in g["params"]))
+    before = {"param": case.params[i].values, "grad": to_numpy(grad), **case.state.get(i, {})}
+    real_after = {key: to_numpy(w) for key, (_, w) in outputs.items() if key != "step"}
+    return bounds.complex_pair(
+        entry.spec_bound, group, before, real_after, real_dtype(case.torch_dtype)
+    )
 
 
 @explained

@@ -10,39 +10,14 @@ import numpy as np
 import specs
 from conformance.core import repro
 from conformance.core.case import Case, Sparse, real_dtype, to_numpy
-from conformance.core.judge import Context, assert_scaled, explained
+from conformance.core.judge import Context, explained
 from conformance.core.running import compare_runs, set_grads
-
-
-def _spec_state(state: dict) -> dict:
-    return {k: (float(v) if k == "step" else to_numpy(v)) for k, v in state.items()}
-
-
-def _untouched(case: Case, t: int, i: int):
-    """Mask of param ``i``'s elements its step-``t`` sparse gradient does not name (None: dense)."""
-    g = case.grads[t][i]
-    return ~g.touched(case.shape(i)) if isinstance(g, Sparse) else None
-
-
-def assert_untouched_kept(ctx, what: str, actual, before, exact, untouched) -> None:
-    """Where a sparse gradient names no element and the exact step keeps its value (Adagrad's
-    untouched rows, SGD's without momentum; ``exact=None``: every element not named, as
-    SparseAdam promises), the subject keeps it bit for bit: a ULP bound there would let a
-    kernel that rewrites every row pass."""
-    if untouched is None:
-        return
-    actual = np.asarray(actual, np.float64)
-    before = np.broadcast_to(np.asarray(before, np.float64), actual.shape)
-    kept = untouched if exact is None else untouched & (np.asarray(exact) == before)
-    same = (actual == before) & (np.signbit(actual) == np.signbit(before))
-    moved = kept & ~(same | np.isnan(actual) & np.isnan(before))
-    if moved.any():
-        idx = tuple(int(k) for k in np.argwhere(moved)[0])
-        ctx.fail(
-            what,
-            f"element {idx}, which the sparse gradient does not name, changed "
-            f"{before[idx]!r} -> {np.asarray(actual)[idx]!r}",
-        )
+from conformance.kinds.spec_step import (
+    assert_untouched_kept,
+    judge_step,
+    spec_state,
+    untouched_by,
+)
 
 
 @explained
@@ -65,53 +40,12 @@ def matches_spec(subject, case: Case) -> float:
             if not unchanged or actual.keys() - {"param"} != inputs.keys() - {"param", "grad"}:
                 ctx.fail(f"param {i} (grad None)", "moved or its state changed")
             continue
-        untouched = _untouched(case, 0, i)
-        w = _judge_step(
-            ctx, subject, group, spec_hyper, dtype, f"param {i}", inputs, actual, untouched
-        )
-        worst = max(worst, w)
-    return worst
-
-
-def _judge_step(ctx, subject, group, spec_hyper, dtype, where, inputs, actual, untouched) -> float:
-    """One param's step vs ``spec.step_exact`` from ``inputs`` ("param", "grad" and the starting
-    state): every output within ``entry.spec_bound`` + ``spec_underflow`` of the exact value
-    correctly rounded, ``step`` exactly. ``untouched``: the elements a sparse gradient does not
-    name (``assert_untouched_kept``); an optimizer that takes only sparse gradients (SparseAdam)
-    is judged on the named elements only, its spec being the rule for those."""
-    entry, (spec, hyper) = subject.entry, spec_hyper
-    state_before = {k: v for k, v in inputs.items() if k not in ("param", "grad")}
-    exact = spec.step_exact(inputs["param"], inputs["grad"], state_before, hyper, dtype)
-    bounds = entry.spec_bound(group, inputs, dtype)
-    underflow = entry.spec_underflow(group, inputs, exact, dtype)
-    rows_only = untouched is not None and entry.sparse_grads == "always"
-    worst = 0.0
-    for key, value in exact.items():
-        if key not in actual:
-            ctx.fail(f"{where} state", f"missing {key!r} (has {sorted(actual)})")
-        if key == "step":
-            if actual["step"] != value:
-                ctx.fail(f"{where} state 'step'", f"{actual['step']} != {value}")
+        if case.skipped(0):
+            assert_skipped(ctx, spec_hyper, f"param {i} (found_inf)", inputs, actual)
             continue
-        what = where if key == "param" else f"{where} state {key!r}"
-        ref = inputs[key] if key == "param" else state_before.get(key, 0.0)
-        assert_untouched_kept(ctx, what, actual[key], ref, None if rows_only else value, untouched)
-        got, absolute = actual[key], underflow.get(key, 0.0)
-        if rows_only:  # the named elements, as a flat array
-            named = ~untouched
-            got, value, ref, absolute = (
-                np.broadcast_to(np.asarray(x, np.float64), named.shape)[named]
-                for x in (got, value, ref, absolute)
-            )
-        w = assert_scaled(
-            ctx,
-            what,
-            got,
-            value,
-            ref,
-            spec.output_dtype(key, dtype),
-            bounds[key],
-            absolute,
+        untouched = untouched_by(case, 0, i)
+        w = judge_step(
+            ctx, subject, group, spec_hyper, dtype, f"param {i}", inputs, actual, untouched
         )
         worst = max(worst, w)
     return worst
@@ -133,11 +67,43 @@ def trajectory_matches_spec(subject, case: Case) -> float:
         if inputs["grad"] is None:
             continue
         where = f"step {t + 1}, param {i}"
-        untouched = _untouched(case, t, i)
+        if case.skipped(t):
+            assert_skipped(ctx, spec_hyper, f"{where} (found_inf)", inputs, actual)
+            continue
+        untouched = untouched_by(case, t, i)
         dtype = real_dtype(case.torch_dtype)
-        w = _judge_step(ctx, subject, group, spec_hyper, dtype, where, inputs, actual, untouched)
+        w = judge_step(ctx, subject, group, spec_hyper, dtype, where, inputs, actual, untouched)
         worst = max(worst, w)
     return worst
+
+
+def assert_skipped(ctx, spec_hyper, where: str, inputs: dict, actual: dict) -> None:
+    """A step GradScaler skips (``found_inf`` = 1) changes nothing: the param and every state
+    it had bit for bit (the step count too: torch's fused path adds 1 and subtracts found_inf);
+    a state it creates holds the spec's fresh value (step 0, zero moments), and a lazy one (the
+    spec sets it on the first real step: SGD's momentum buffer) is not created
+    (docs/torch-findings.md#finding-26)."""
+    spec, hyper = spec_hyper
+    fresh = {v.name: v.initial for v in spec.state}
+    hyper_values = {h.symbol: float(hyper.get(h.name, h.default)) for h in spec.hypers}
+    for key, after in actual.items():
+        before = inputs.get(key)
+        if before is None and fresh.get(key) is None:
+            ctx.fail(
+                f"{where} state {key!r}", "created by a skipped step (the spec sets it on a step)"
+            )
+        if before is None:
+            before = 0.0 if key == "step" else float(fresh[key].xreplace(hyper_values))
+        after = np.asarray(after, np.float64)
+        before = np.broadcast_to(np.asarray(before, np.float64), after.shape)
+        kept = (after == before) & (np.signbit(after) == np.signbit(before))
+        moved = ~(kept | np.isnan(after) & np.isnan(before))
+        if moved.any():
+            idx = tuple(int(k) for k in np.argwhere(moved)[0])
+            ctx.fail(
+                f"{where} {key}",
+                f"element {idx} changed on a skipped step: {before[idx]!r} -> {after[idx]!r}",
+            )
 
 
 def _steps_with_inputs(subject, case: Case):
@@ -148,18 +114,19 @@ def _steps_with_inputs(subject, case: Case):
     opt = subject.build(case, params, foreach=case.foreach)
     for t in range(case.steps):
         before = [to_numpy(p) for p in params]
-        state_before = [_spec_state(opt.state[p]) if p in opt.state else {} for p in params]
+        state_before = [spec_state(opt.state[p]) if p in opt.state else {} for p in params]
         grads = case.make_grads(t)
         # read before stepping: a subject that writes into p.grad is judged on what it was given
-        given = [None if g is None else to_numpy(g) for g in grads]
+        given = [None if g is None else case.unscaled(to_numpy(g)) for g in grads]
         set_grads(params, grads)
+        case.set_grad_scaling(opt, t)  # GradScaler's inputs, where the case draws them
         opt.step()
         for group in opt.param_groups:
             spec_hyper = specs.for_group(subject.entry.torch_name, group)
             for p in group["params"]:
                 i = next(j for j, q in enumerate(params) if q is p)
                 inputs = {"param": before[i], "grad": given[i], **state_before[i]}
-                actual = {"param": to_numpy(p), **_spec_state(opt.state.get(p, {}))}
+                actual = {"param": to_numpy(p), **spec_state(opt.state.get(p, {}))}
                 yield t, i, group, spec_hyper, inputs, actual
 
 
@@ -183,7 +150,7 @@ def sparse_rows(subject, case: Case) -> float:
     ctx = Context("sparse_rows", subject, case, "the elements before step()")
     ctx.runs = (repro.run_of(subject, case.foreach, case),)
     for t, i, _, _, inputs, actual in _steps_with_inputs(subject, case):
-        untouched = None if inputs["grad"] is None else _untouched(case, t, i)
+        untouched = None if inputs["grad"] is None else untouched_by(case, t, i)
         for key, value in actual.items():
             if key != "step" and untouched is not None:
                 ref = inputs.get(key, 0.0)  # a fresh state starts at zeros

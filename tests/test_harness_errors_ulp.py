@@ -1,0 +1,455 @@
+"""The ``errors`` check under the ``ulp`` contract judges bad input by the spec, not by torch's
+quirks; and the ``torch`` and ``maximize`` rows under ``ulp`` do not demand torch's conventions.
+
+The correct subjects here are textbook classes written in this module in a plain op order (not a
+copy of torch's op sequence): they must pass. Each broken one is the textbook Adam with one
+deliberate difference on bad input; it must fail.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, Phase, find, given, settings
+from hypothesis import strategies as st
+
+from conformance import bad_input, checks, registry
+from conformance.core.case import Case, P
+from conformance.core.judge import ConformanceError
+from conformance.subject import Subject
+
+REAL = ("float16", "bfloat16", "float32", "float64")
+
+
+def _opmath(p: torch.Tensor) -> torch.dtype:
+    """Half dtypes computed in float32 (as a user's class would), the others as they are."""
+    return torch.float32 if p.dtype in (torch.float16, torch.bfloat16) else p.dtype
+
+
+class TextbookAdam(torch.optim.Optimizer):
+    """Adam as the paper writes it: m = b1*m + (1 - b1)*g, v = b2*v + (1 - b2)*g*g,
+    p -= lr * (m / (1 - b1**t)) / (sqrt(v / (1 - b2**t)) + eps); validation as torch's."""
+
+    def __init__(
+        self,
+        params,
+        lr=1e-3,
+        betas=(0.9, 0.999),
+        eps=1e-8,
+        weight_decay=0.0,
+        amsgrad=False,
+        *,
+        maximize=False,
+        foreach=None,
+        capturable=False,
+        differentiable=False,
+        fused=None,
+        decoupled_weight_decay=False,
+    ):
+        self.validate(lr, betas, eps, weight_decay)
+        defaults = dict(
+            lr=lr,
+            betas=betas,
+            eps=eps,
+            weight_decay=weight_decay,
+            amsgrad=amsgrad,
+            maximize=maximize,
+            foreach=foreach,
+            capturable=capturable,
+            differentiable=differentiable,
+            fused=fused,
+            decoupled_weight_decay=decoupled_weight_decay,
+        )
+        super().__init__(params, defaults)
+
+    def validate(self, lr, betas, eps, weight_decay):
+        for name, value, ok in (
+            ("lr", lr, lambda x: 0.0 <= x),
+            ("eps", eps, lambda x: 0.0 <= x),
+            ("beta1", betas[0], lambda x: 0.0 <= x < 1.0),
+            ("beta2", betas[1], lambda x: 0.0 <= x < 1.0),
+            ("weight_decay", weight_decay, lambda x: 0.0 <= x),
+        ):
+            if not ok(value):
+                raise ValueError(f"{name} out of range: {value}")
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is not None:
+                    self.update(p, group)
+
+    def update(self, p, group):
+        beta1, beta2 = (float(b) for b in group["betas"])
+        lr, eps, wd = float(group["lr"]), float(group["eps"]), float(group["weight_decay"])
+        work = _opmath(p)
+        x, g = p.to(work), p.grad.to_dense().to(work)
+        g = -g if group["maximize"] else g
+        if wd and group["decoupled_weight_decay"]:
+            x = x * (1 - lr * wd)
+        elif wd:
+            g = g + wd * x
+        state = self.state[p]
+        if not state:
+            state["step"] = torch.tensor(0.0)
+            state["exp_avg"] = torch.zeros_like(p)
+            state["exp_avg_sq"] = torch.zeros_like(p)
+            if group["amsgrad"]:
+                state["max_exp_avg_sq"] = torch.zeros_like(p)
+        state["step"] += 1
+        t = float(state["step"])
+        m = beta1 * state["exp_avg"].to(work) + (1 - beta1) * g
+        v = beta2 * state["exp_avg_sq"].to(work) + (1 - beta2) * g * g
+        state["exp_avg"].copy_(m)
+        state["exp_avg_sq"].copy_(v)
+        if group["amsgrad"]:
+            v = torch.maximum(state["max_exp_avg_sq"].to(work), v)
+            state["max_exp_avg_sq"].copy_(v)
+        m_hat, v_hat = m / (1 - beta1**t), v / (1 - beta2**t)
+        p.copy_(x - lr * m_hat / (v_hat.sqrt() + eps))
+
+
+class AssertingAdam(TextbookAdam):
+    """Refuses a bad lr with an AssertionError: a crash, not a refusal."""
+
+    def validate(self, lr, betas, eps, weight_decay):
+        assert isinstance(lr, float) and lr >= 0, "bad lr"
+        super().validate(lr, betas, eps, weight_decay)
+
+
+class TrustingAdam(TextbookAdam):
+    """Validates nothing: takes a negative lr that torch refuses."""
+
+    def validate(self, lr, betas, eps, weight_decay):
+        pass
+
+
+class ClampingAdam(TextbookAdam):
+    """Clamps a non-finite gradient into the finite range: -inf becomes the most negative
+    finite value, so exp_avg is finite where the math gives -inf."""
+
+    def update(self, p, group):
+        given = p.grad
+        p.grad = given.nan_to_num()
+        try:
+            super().update(p, group)
+        finally:
+            p.grad = given
+
+
+class CountingFirstAdam(TextbookAdam):
+    """Counts the step, then refuses a negative lr found in a param group: a refused step that
+    changes the state."""
+
+    def update(self, p, group):
+        state = self.state[p]
+        if "step" in state:
+            state["step"] += 1
+        if not float(group["lr"]) >= 0:
+            raise ValueError(f"lr out of range: {group['lr']}")
+        if "step" in state:
+            state["step"] -= 1
+        super().update(p, group)
+
+
+class TextbookSGD(torch.optim.Optimizer):
+    """SGD with momentum, dense throughout: b = mu*b + (1 - tau)*d (b = d at first),
+    p -= lr * (d + mu*b if nesterov else b)."""
+
+    def __init__(
+        self,
+        params,
+        lr=1e-3,
+        momentum=0.0,
+        dampening=0.0,
+        weight_decay=0.0,
+        nesterov=False,
+        *,
+        maximize=False,
+        foreach=None,
+        differentiable=False,
+        fused=None,
+    ):
+        defaults = dict(
+            lr=lr,
+            momentum=momentum,
+            dampening=dampening,
+            weight_decay=weight_decay,
+            nesterov=nesterov,
+            maximize=maximize,
+            foreach=foreach,
+            differentiable=differentiable,
+            fused=fused,
+        )
+        super().__init__(params, defaults)
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for group in self.param_groups:
+            lr, mu, wd = group["lr"], group["momentum"], group["weight_decay"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                work = _opmath(p)
+                x, d = p.to(work), p.grad.to_dense().to(work)
+                d = -d if group["maximize"] else d
+                d = d + wd * x if wd else d
+                if mu:
+                    state = self.state[p]
+                    if "momentum_buffer" not in state:
+                        b = d.clone()
+                    else:
+                        b = mu * state["momentum_buffer"].to(work) + (1 - group["dampening"]) * d
+                    state["momentum_buffer"] = b.to(p.dtype)
+                    d = d + mu * b if group["nesterov"] else b
+                p.copy_(x - lr * d)
+
+
+class TextbookAdagrad(torch.optim.Optimizer):
+    """Adagrad: s += d*d, p -= clr * d / (sqrt(s) + eps), clr = lr / (1 + (t - 1)*lr_decay);
+    takes a ``foreach`` argument (and ignores it) as torch's signature does."""
+
+    def __init__(
+        self,
+        params,
+        lr=1e-2,
+        lr_decay=0.0,
+        weight_decay=0.0,
+        initial_accumulator_value=0.0,
+        eps=1e-10,
+        foreach=None,
+        *,
+        maximize=False,
+        differentiable=False,
+        fused=None,
+    ):
+        defaults = dict(
+            lr=lr,
+            lr_decay=lr_decay,
+            weight_decay=weight_decay,
+            eps=eps,
+            initial_accumulator_value=initial_accumulator_value,
+            foreach=foreach,
+            maximize=maximize,
+            differentiable=differentiable,
+            fused=fused,
+        )
+        super().__init__(params, defaults)
+        for group in self.param_groups:
+            for p in group["params"]:
+                self.state[p]["step"] = torch.tensor(0.0)
+                self.state[p]["sum"] = torch.full_like(p, initial_accumulator_value)
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                work, state = _opmath(p), self.state[p]
+                x, d = p.to(work), p.grad.to_dense().to(work)
+                d = -d if group["maximize"] else d
+                d = d + group["weight_decay"] * x if group["weight_decay"] else d
+                state["step"] += 1
+                clr = group["lr"] / (1 + (float(state["step"]) - 1) * group["lr_decay"])
+                s = state["sum"].to(work) + d * d
+                state["sum"].copy_(s)
+                p.copy_(x - clr * d / (s.sqrt() + group["eps"]))
+
+
+class SignFlippingAdagrad(TextbookAdagrad):
+    """maximize ignored: steps downhill whatever the flag says."""
+
+    def step(self, closure=None):
+        flags = [g["maximize"] for g in self.param_groups]
+        for g in self.param_groups:
+            g["maximize"] = False
+        try:
+            return super().step(closure)
+        finally:
+            for g, flag in zip(self.param_groups, flags, strict=True):
+                g["maximize"] = flag
+
+
+def _ulp(cls, name: str) -> Subject:
+    return Subject(cls, registry.BY_NAME[name], contract="ulp")
+
+
+FIND = settings(
+    max_examples=300,
+    database=None,
+    derandomize=True,
+    deadline=None,
+    phases=[Phase.generate, Phase.shrink],
+    suppress_health_check=list(HealthCheck),
+)
+PASS = settings(
+    max_examples=40,
+    deadline=None,
+    database=None,
+    derandomize=True,
+    suppress_health_check=list(HealthCheck),
+)
+
+
+def _caught(check: str, subject, strategy) -> str:
+    """The failure message of the first drawn example ``check`` rejects (none: the test fails)."""
+
+    def fails(drawn) -> bool:
+        try:
+            checks.CHECKS[check](subject, *drawn)
+        except ConformanceError:
+            return True
+        return False
+
+    drawn = find(strategy, fails, settings=FIND)
+    with pytest.raises(ConformanceError) as info:
+        checks.CHECKS[check](subject, *drawn)
+    return str(info.value)
+
+
+# -- errors: correct subjects pass ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", REAL)
+@PASS
+@given(data=st.data())
+def test_textbook_adam_passes_errors(dtype, data):
+    subject = _ulp(TextbookAdam, "Adam")
+    drawn = data.draw(bad_input.bad_cases(subject.entry, dtype, "cpu", contract="ulp"))
+    checks.CHECKS["errors"](subject, *drawn)
+
+
+def _inf_with_beta1_zero(dtype: str) -> Case:
+    return Case(
+        dtype=dtype,
+        device="cpu",
+        params=[P(np.array([0.5, 0.25]), "contiguous")],
+        groups=[
+            {
+                "lr": 0.01,
+                "betas": (0.0, 0.999),
+                "eps": 1e-3,
+                "weight_decay": 0.0,
+                "amsgrad": False,
+                "maximize": False,
+                "params": [0],
+            }
+        ],
+        state={},
+        grads=[[np.array([-math.inf, 0.5])], [np.array([0.25, 0.5])]],
+    )
+
+
+@pytest.mark.parametrize("dtype", REAL)
+def test_an_infinite_gradient_with_beta1_zero_is_judged_by_the_math(dtype):
+    """exp_avg = 0*m + 1*g is -inf; torch's lerp gives NaN there. The textbook class passes;
+    its element 1, which the inf does not reach, is judged within the bound."""
+    case = _inf_with_beta1_zero(dtype)
+    checks.CHECKS["errors"](_ulp(TextbookAdam, "Adam"), case)
+    mine = TextbookAdam([p := case.make_params()[0]], **_kwargs(case))
+    p.grad = case.make_grads(0)[0]
+    mine.step()
+    theirs = torch.optim.Adam([q := case.make_params()[0]], **_kwargs(case), foreach=False)
+    q.grad = case.make_grads(0)[0]
+    theirs.step()
+    assert float(mine.state[p]["exp_avg"][0]) == -math.inf, mine.state[p]
+    assert math.isnan(float(theirs.state[q]["exp_avg"][0])), "torch's quirk is gone: see docs"
+
+
+def _kwargs(case: Case) -> dict:
+    return {k: v for k, v in case.groups[0].items() if k != "params"}
+
+
+# -- errors: broken subjects fail -------------------------------------------------------------
+
+
+def _bad_lr():
+    return bad_input.bad_hyperparameter(registry.BY_NAME["Adam"], "float32", "cpu", keys=("lr",))
+
+
+def test_an_assertion_error_is_not_a_refusal():
+    message = _caught("errors", _ulp(AssertingAdam, "Adam"), _bad_lr())
+    assert "raised AssertionError(" in message, message
+    assert "which is not a refusal (expected a ValueError, TypeError or RuntimeError" in message
+
+
+def test_accepting_an_lr_torch_refuses_fails():
+    message = _caught("errors", _ulp(TrustingAdam, "Adam"), _bad_lr())
+    assert "accepted input that torch.optim refuses: raised None, expected " in message, message
+    with pytest.raises(ConformanceError, match=r"expected ValueError.'Invalid learning rate: -1"):
+        checks.CHECKS["errors"](
+            _ulp(TrustingAdam, "Adam"), _inf_with_beta1_zero("float32"), {"lr": -1.0}
+        )
+
+
+def test_a_finite_value_where_the_math_gives_minus_inf_fails():
+    subject = _ulp(ClampingAdam, "Adam")
+    message = _caught(
+        "errors",
+        subject,
+        bad_input.nonfinite_grads(subject.entry, "float32", "cpu", purpose="spec_trajectory"),
+    )
+    assert "(finite)" in message or "exact value" in message, message
+    with pytest.raises(ConformanceError, match=r"exp_avg element \(0,\): exact value .*\(-inf\)"):
+        checks.CHECKS["errors"](subject, _inf_with_beta1_zero("float32"))
+
+
+def test_a_refusal_that_changes_state_fails():
+    entry = registry.BY_NAME["Adam"]
+    case = _inf_with_beta1_zero("float32").replace(grads=[[np.array([0.5, 0.5])]] * 2)
+    # torch takes a negative lr set in a group (it validates its constructor's lr only);
+    # refusing it is stricter validation outside the domain, which must change nothing
+    bad = case.replace(groups=[{**case.groups[0], "lr": -1.0}])
+    checks.CHECKS["errors"](_ulp(TextbookAdam, "Adam"), bad)  # no refusal at all: passes
+    with pytest.raises(ConformanceError, match=r"step 1 \(refused\), state\[0\]\['step'\]"):
+        checks.CHECKS["errors"](
+            _ulp(CountingFirstAdam, "Adam"),
+            bad.replace(state={0: {"step": 3.0, "exp_avg": [0.1, 0.1], "exp_avg_sq": [0.1, 0.1]}}),
+        )
+    assert entry.name == "Adam"
+
+
+# -- the torch and maximize rows under ulp ---------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", REAL)
+@PASS
+@given(data=st.data())
+def test_textbook_sgd_passes_the_torch_rows(dtype, data):
+    """Its momentum buffer is dense where torch keeps a sparse one: compared as dense values."""
+    from conformance import strategies
+
+    subject = _ulp(TextbookSGD, "SGD")
+    case = data.draw(strategies.cases(subject.entry, dtype, "cpu"))
+    checks.CHECKS["torch"](subject, case)
+
+
+@pytest.mark.parametrize("dtype", REAL)
+@PASS
+@given(data=st.data())
+def test_textbook_adagrad_passes_maximize(dtype, data):
+    """On the foreach path without weight decay, where torch's maximize rounds lr into a half
+    dtype (finding 6): a textbook class that takes ``foreach`` need not copy that."""
+    from conformance import strategies
+
+    subject = _ulp(TextbookAdagrad, "Adagrad")
+    case = data.draw(strategies.cases(subject.entry, dtype, "cpu", purpose="invariant"))
+    groups = [{**g, "weight_decay": 0.0} for g in case.groups]
+    checks.CHECKS["maximize"](subject, case.replace(groups=groups, foreach=True))
+
+
+def test_a_maximize_that_steps_downhill_fails():
+    from conformance import strategies
+
+    subject = _ulp(SignFlippingAdagrad, "Adagrad")
+    message = _caught(
+        "maximize",
+        subject,
+        strategies.cases(subject.entry, "float16", "cpu", purpose="invariant").map(lambda c: (c,)),
+    )
+    assert "maximize:" in message, message
