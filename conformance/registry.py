@@ -88,6 +88,9 @@ class Entry:
     # "torch" (on the same layout, shard by shard) or "unsharded" (a subject that gathers what
     # a reduction needs, Adafactor, is bitwise equal to the unsharded run instead)
     dtensor_reference: str = "torch"
+    # the step takes GradScaler's ``grad_scale``/``found_inf`` (set by conformance.subject for a
+    # fused path): the spec checks draw them (``strategies.cases``)
+    grad_scaling: bool = False
 
     @property
     def impl(self):

@@ -80,6 +80,33 @@ def shapes(
     )
 
 
+# Lengths that leave a SIMD kernel's vector body for its tail and back: just below, at and just
+# above multiples of 8, 16, 32 and 64 lanes (a float16 AVX-512 vector holds 32, a float64 one 8),
+# up to a few hundred elements. Ascending, so a failure shrinks to the shortest that shows it.
+VECTOR_LENGTHS = tuple(
+    sorted(
+        {
+            lanes * k + d
+            for lanes in (8, 16, 32, 64)
+            for k in range(1, 300 // lanes + 1)
+            for d in (-1, 0, 1)
+            if 7 <= lanes * k + d <= 300
+        }
+    )
+)
+
+
+def vector_shapes(entry) -> st.SearchStrategy[tuple] | None:
+    """A vector-sized shape the entry takes: 1-d ``(L,)``, or ``(2, L)`` where params are
+    2-d (Muon); None where the entry draws neither, or steps a closure over a quadratic (LBFGS:
+    an L×L Hessian per param would dominate the run)."""
+    fewest, most = entry.param_dims
+    if entry.objective or most < 1 or fewest > 2:
+        return None
+    lengths = st.sampled_from(VECTOR_LENGTHS)
+    return lengths.map(lambda n: (n,)) if fewest <= 1 else lengths.map(lambda n: (2, n))
+
+
 LAYOUTS = ("contiguous", "strided", "transposed")  # the run's choice: --conformance-layouts
 
 
@@ -165,11 +192,13 @@ def cases(
     subnormals: bool = False,
     layouts: bool = True,
     sparse: bool = True,
+    tensor_lr: bool = True,
 ) -> Case:
     """A whole case for ``entry``: params (several, several groups), hyperparameters from
     ``entry.hyperparameters``, an arbitrary valid starting state and a gradient sequence with
     some gradients ``None`` (and sparse ones where ``entry.sparse_grads`` allows, unless
-    ``sparse=False``; SparseAdam's are sparse whatever it says)."""
+    ``sparse=False``; SparseAdam's are sparse whatever it says). ``tensor_lr=False``: never a
+    tensor lr (a subject that lacks it)."""
     dtype, purpose = DTYPES[dtype_name], Purpose(purpose)
     # vs spec: one sign for params, gradients and momentum-like state, so that no sum in the
     # update cancels (see registry: the one-step bounds hold where the update is well conditioned)
@@ -194,6 +223,11 @@ def cases(
         draw(shapes(max_dims=most, max_side=max_side, min_dims=max(least, fewest), min_side=side))
         for _ in range(n)
     ]
+    # one case in five has one vector-sized param (SIMD bodies and ragged tails); the others
+    # stay small, so that the exact oracle and the run time stay bounded
+    vector = vector_shapes(entry)
+    if vector is not None and draw(st.integers(0, 4), label="vector-sized param") == 4:
+        shapes_[draw(st.integers(0, n - 1), label="which param")] = draw(vector, label="length")
     ps = [
         draw(params(dtype, s, layouts=layouts, subnormals=subnormals, nonneg=nonneg, **kw_range))
         for s in shapes_
@@ -210,6 +244,11 @@ def cases(
         hyper = draw(entry.hyperparameters(dtype, purpose), label=f"group {k}")
         groups.append({**hyper, "params": list(range(bounds[k], bounds[k + 1]))})
     group_of = {i: g for g in groups for i in g["params"]}
+    if entry.elementwise:
+        ps = [
+            draw(visible_steps(p, dtype, group_of[i]["lr"], subnormals, nonneg, kw_range))
+            for i, p in enumerate(ps)
+        ]
     state = {}
     for i, s in enumerate(shapes_):
         st_i = draw(
@@ -280,8 +319,61 @@ def cases(
         torch_foreach = draw(st.sampled_from([None, True]), label="torch_foreach")
     # a tensor lr only where torch is the oracle: it changes values (a float32 lr), and torch
     # rejects it on some foreach paths, which the torch check turns into error parity
-    tensor_lr = purpose is Purpose.TORCH and draw(st.booleans(), label="tensor_lr")
-    return Case(dtype_name, device, ps, groups, state, grads, foreach, torch_foreach, tensor_lr)
+    tensor_lr = tensor_lr and purpose is Purpose.TORCH and draw(st.booleans(), label="tensor_lr")
+    case = Case(dtype_name, device, ps, groups, state, grads, foreach, torch_foreach, tensor_lr)
+    if entry.grad_scaling and purpose.against_spec and draw(st.integers(0, 2), label="amp") == 2:
+        case = draw(grad_scaled(case, **kw_range), label="GradScaler")
+    return case
+
+
+@st.composite
+def grad_scaled(draw, case: Case, *, lo: float, hi: float) -> Case:
+    """``case`` under GradScaler: a power-of-two scale 2**k (k in [-8, 16], GradScaler's range of
+    scales, narrowed so that every scaled gradient g·2**k of magnitude in ``[lo, hi]`` stays a
+    normal number of the dtype: the scaling is then exact and the unscaled math is the case's),
+    the gradients scaled by it, and ``found_inf`` per step (1.0 in one step of four)."""
+    info = torch.finfo(real_dtype(case.torch_dtype))
+    k_hi = min(16, math.floor(math.log2(info.max)) - math.ceil(math.log2(hi)))
+    k_lo = max(-8, math.ceil(math.log2(info.tiny)) - math.floor(math.log2(lo)))
+    scale = 2.0 ** draw(st.integers(k_lo, k_hi), label="log2 grad_scale")
+    found_inf = tuple(
+        float(draw(st.integers(0, 3), label=f"found_inf {t}") == 3) for t in range(case.steps)
+    )
+
+    def scaled(g):
+        if isinstance(g, Sparse):
+            return Sparse(g.indices, np.asarray(g.values * scale), g.coalesced)
+        return None if g is None else np.asarray(g * scale)  # 0-d arrays stay arrays
+
+    grads = [[scaled(g) for g in step] for step in case.grads]
+    return case.replace(grads=grads, grad_scale=scale, found_inf=found_inf)
+
+
+@st.composite
+def visible_steps(draw, p: P, dtype, lr: float, subnormals: bool, nonneg: bool, kw_range) -> P:
+    """A param whose step shows (one case in four, else ``p`` as drawn): an error of a few ULPs
+    in the update vanishes in p's rounding where |step| << |p|. Every element 0; or magnitudes
+    within 2**4 of lr (the scale of an Adam-like step, lr·m/sqrt(v)); or, where the purpose
+    draws subnormals, subnormal magnitudes. Within the purpose's domain, signs as it draws."""
+    mode = draw(st.integers(0, 11), label="visible step")
+    if mode < 9 or p.values.size == 0 or not lr > 0:
+        return p
+    if mode == 9:
+        return P(np.zeros_like(p.values), p.layout)
+    real = real_dtype(dtype)
+    shape = p.values.shape[:-1] if dtype.is_complex else p.values.shape
+    if mode == 11 and subnormals:
+        info = torch.finfo(real)
+        least = info.smallest_normal * info.eps  # the smallest subnormal
+        sub = arrays(dtype, shape, lo=least, hi=info.smallest_normal / 2, nonneg=nonneg)
+        return P(draw(sub), p.layout)
+    # powers of two: representable in every dtype, and few distinct (cached) strategies
+    tiny, huge = magnitude_bounds(real)
+    lo = max(kw_range.get("lo", tiny), 2.0 ** math.floor(math.log2(lr / 16)))
+    hi = min(kw_range.get("hi", huge), 2.0 ** math.ceil(math.log2(lr * 16)))
+    if lo > hi:
+        return p
+    return P(draw(arrays(dtype, shape, lo=lo, hi=hi, nonneg=nonneg)), p.layout)
 
 
 @st.composite

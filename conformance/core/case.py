@@ -210,7 +210,11 @@ class Case:
     - ``tensor_lr``: pass each group's lr as a float32 0-d tensor, as torch allows;
     - ``objective``: for optimizers that step with a closure (LBFGS), the loss the closure
       evaluates; ``grads`` then only sets the number of steps (every entry ``None``);
-    - ``placements``: the distributed check's layout of each param on its gloo mesh.
+    - ``placements``: the distributed check's layout of each param on its gloo mesh;
+    - ``grad_scale``/``found_inf``: GradScaler's inputs, for a subject whose step takes them (the
+      fused paths): set on the optimizer before every step as the float32 tensors GradScaler
+      sets, ``grads`` then being the *scaled* gradients g·grad_scale; ``found_inf[t]`` = 1.0
+      skips step ``t`` (nothing may change). None: not set (a plain ``step()``).
     """
 
     dtype: str
@@ -226,6 +230,8 @@ class Case:
     # distributed check: each param's layout on the gloo mesh ("shard": Shard(0), "replicate",
     # "tensor": a plain tensor); None elsewhere (conformance.distributed)
     placements: tuple[str, ...] | None = None
+    grad_scale: float | None = None
+    found_inf: tuple[float, ...] = ()
 
     def __repr__(self) -> str:
         def arr(a):
@@ -256,6 +262,11 @@ class Case:
             f" tensor_lr={self.tensor_lr!r}"
             + ("" if self.objective is None else f",\n     objective={self.objective!r}")
             + ("" if self.placements is None else f",\n     placements={self.placements!r}")
+            + (
+                ""
+                if self.grad_scale is None
+                else f",\n     grad_scale={self.grad_scale!r}, found_inf={self.found_inf!r}"
+            )
             + ")"
         )
 
@@ -284,10 +295,30 @@ class Case:
             grads = self.make_grads(t)
             for p, g in zip(params, grads, strict=True):
                 p.grad = g
+            self.set_grad_scaling(opt, t)
             opt.step()
             return grads
         opt.step(self.objective.closure(params, calls))
         return [p.grad for p in params]
+
+    def set_grad_scaling(self, opt, t: int) -> None:
+        """What ``GradScaler.step`` sets on an optimizer whose step takes it, before step
+        ``t``: ``opt.grad_scale`` and ``opt.found_inf``, float32 0-d tensors on the device."""
+        if self.grad_scale is None:
+            return
+        opt.grad_scale = torch.tensor(self.grad_scale, dtype=torch.float32, device=self.device)
+        opt.found_inf = torch.tensor(self.skipped(t), dtype=torch.float32, device=self.device)
+
+    def skipped(self, t: int) -> float:
+        """1.0 where GradScaler found an inf at step ``t`` (the step must change nothing)."""
+        return self.found_inf[t] if self.grad_scale is not None else 0.0
+
+    def unscaled(self, g):
+        """A gradient as the math sees it: the scaled one divided by ``grad_scale`` (a power
+        of two, and the strategies keep g·scale normal in the dtype, so this is exact)."""
+        if g is None or self.grad_scale is None:
+            return g
+        return np.asarray(g / self.grad_scale)
 
     def make_grad(self, g, i: int) -> Tensor | None:
         if isinstance(g, Sparse):

@@ -27,7 +27,10 @@ def load(path):
 def T(values, dtype, device="cpu", layout="contiguous"):
     """Exactly these values (complex: (re, im) pairs) in the layout the harness drew."""
     dtype = getattr(torch, dtype)
-    t = torch.tensor(values, dtype=torch.float64)
+    if isinstance(values, dict):  # an empty tensor: a nested list cannot hold its shape
+        t = torch.zeros(values["empty"], dtype=torch.float64)
+    else:
+        t = torch.tensor(values, dtype=torch.float64)
     if dtype.is_complex:
         real = t.to(dtype.to_real()).contiguous()
         t = torch.view_as_complex(real) if t.numel() else torch.empty(t.shape[:-1], dtype=dtype)
@@ -43,7 +46,7 @@ def T(values, dtype, device="cpu", layout="contiguous"):
 
 def G(g, like):
     """A gradient for param ``like``: dense values, or a sparse COO dict (repeated indices kept)."""
-    if not isinstance(g, dict):
+    if not isinstance(g, dict) or "empty" in g:
         return T(g, str(like.dtype).removeprefix("torch."), like.device)
     values = T(g["values"], str(like.dtype).removeprefix("torch."), like.device)
     indices = torch.tensor(g["indices"], dtype=torch.long).reshape(len(g["indices"]), -1)
@@ -51,7 +54,11 @@ def G(g, like):
     return t.coalesce() if g["coalesced"] else t
 
 
-def run(cls, kwargs, dtype, device, params, groups, state, grads, tensor_lr=False):
+def run(cls, kwargs, dtype, device, params, groups, state, grads, tensor_lr=False,
+        grad_scale=None, found_inf=()):
+    """``grads`` as set on p.grad; with a ``grad_scale``, they are the scaled gradients and each
+    step first gets GradScaler's ``grad_scale``/``found_inf`` attributes, as its fused path reads
+    them."""
     params = [T(v, dtype, device, layout) for v, layout in params]
     opt = cls(
         [
@@ -75,9 +82,12 @@ def run(cls, kwargs, dtype, device, params, groups, state, grads, tensor_lr=Fals
             for i, s in state.items()
         }
         opt.load_state_dict(sd)
-    for step in grads:
+    for t, step in enumerate(grads):
         for p, g in zip(params, step):
             p.grad = None if g is None else G(g, p)
+        if grad_scale is not None:
+            opt.grad_scale = torch.tensor(grad_scale, device=device)
+            opt.found_inf = torch.tensor(found_inf[t], device=device)
         opt.step()
     return params, opt
 
@@ -110,7 +120,11 @@ def _list(a) -> object:
             "shape": list(a.values.shape),
             "coalesced": a.coalesced,
         }
-    return None if a is None else np.asarray(a).tolist()
+    if a is None:
+        return None
+    a = np.asarray(a)
+    # [] would come back 1-d: an empty (0, 3) param replayed transposed then raises
+    return {"empty": list(a.shape)} if a.size == 0 else a.tolist()
 
 
 def _call(run: dict) -> str:
@@ -125,7 +139,10 @@ def _call(run: dict) -> str:
         f"    groups={c.groups!r},\n"
         f"    state={state!r},\n"
         f"    grads={[[_list(g) for g in step] for step in c.grads]!r},\n"
-        f"    tensor_lr={c.tensor_lr!r})"
+        f"    tensor_lr={c.tensor_lr!r}"
+        + ("" if c.grad_scale is None else f", grad_scale={c.grad_scale!r}")
+        + ("" if c.grad_scale is None else f", found_inf={c.found_inf[: c.steps]!r}")
+        + ")"
     )
 
 
