@@ -33,11 +33,17 @@ def pytest_args(
     report=None,
     shrink_seconds=None,
     layouts=None,
+    without=(),
 ) -> list[str]:
     """The pytest command line of an audit (validated: raises ``SubjectError`` on bad input)."""
+    without = sorted(subjects_.parse_without(without))
     if target is not None:
         subjects_.subjects(  # fail here, in one line, not inside pytest's collection
-            target, like=like, kwargs=subjects_.parse_kwargs(kwargs), contract=contract
+            target,
+            like=like,
+            kwargs=subjects_.parse_kwargs(kwargs),
+            contract=contract,
+            without=without,
         )
     args = ["--pyargs", "conformance", "-p", "no:cacheprovider"]
     if target is not None:
@@ -49,6 +55,8 @@ def pytest_args(
     if like:
         args.append(f"--conformance-like={like if isinstance(like, str) else ','.join(like)}")
     args.append(f"--conformance-reference={reference}")
+    if without:
+        args.append(f"--conformance-without={','.join(without)}")
     if dtypes:
         unknown = [d for d in dtypes if d not in DTYPES]
         if unknown:
@@ -77,7 +85,8 @@ def audit(target=None, **options) -> int:
     (``"bitwise"`` or ``"ulp"``), ``reference``, ``suite``, ``dtypes``, ``devices``, ``profile``
     (default ``"ci"``: derandomized, so a rerun reproduces),
     ``workers`` (xdist processes; ``"auto"``), ``report`` (file name under reports/),
-    ``shrink_seconds``.
+    ``shrink_seconds``, ``without`` (capabilities the subject lacks, declared:
+    ``["sparse", "closure"]``; see ``conformance.subject.CAPABILITIES``).
     """
     import pytest
 
@@ -99,6 +108,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     a.add_argument("--reference", choices=subjects_.REFERENCES, default="matching")
     a.add_argument("--suite", choices=sorted(subjects_.SUITES), help="instead of a target")
     a.add_argument("--dtypes", nargs="*", metavar="DTYPE", help=", ".join(DTYPES))
+    a.add_argument(
+        "--without",
+        default="",
+        metavar="CAPABILITIES",
+        help="comma-separated capabilities the subject lacks, declared (cases are drawn without "
+        "them, rows about them skip): " + ", ".join(subjects_.CAPABILITIES),
+    )
     a.add_argument("--devices", nargs="*", default=["cpu"], choices=("cpu", "cuda"))
     a.add_argument(
         "--profile", default="ci", help="Hypothesis profile: dev, ci (default), thorough, explore"

@@ -17,7 +17,7 @@ import torch
 
 from conformance import checks, registry, report, slices, strategies
 from conformance import subject as subjects_
-from conformance.core import gloo, profiles
+from conformance.core import gloo, judge, profiles
 
 profiles.load_from_env()
 
@@ -74,6 +74,12 @@ def pytest_addoption(parser):
         help="comma-separated dtypes to run (default: every dtype each check applies to)",
     )
     group.addoption(
+        "--conformance-without",
+        metavar="CAPABILITIES",
+        help="comma-separated capabilities the subject lacks, declared: "
+        f"{', '.join(subjects_.CAPABILITIES)} (cases drawn without them; rows about them skip)",
+    )
+    group.addoption(
         "--conformance-shrink-seconds",
         type=float,
         metavar="SECONDS",
@@ -113,13 +119,16 @@ def pytest_addoption(parser):
 
 
 def _subjects(config) -> list:
+    """The subjects of the run, each with the capabilities it lacks: declared (the suite's,
+    ``--conformance-without``) or found by trying (``Subject.probed``)."""
     option = config.getoption
     target, suite = option("conformance_subject"), option("conformance_suite")
     if target and suite:
         raise pytest.UsageError("pass --conformance-subject or --conformance-suite, not both")
+    without = option("conformance_without") or ()
     try:
         if target:
-            return subjects_.subjects(
+            found = subjects_.subjects(
                 target,
                 like=(option("conformance_like") or "").split(",")
                 if option("conformance_like")
@@ -127,13 +136,16 @@ def _subjects(config) -> list:
                 kwargs=subjects_.parse_kwargs(option("conformance_kwargs")),
                 contract=option("conformance_contract") or "ulp",
                 reference=option("conformance_reference"),
+                without=without,
             )
-        found = subjects_.SUITES[suite or "impl"]()
+        else:
+            found = subjects_.SUITES[suite or "impl"]()
+            if like := option("conformance_like"):
+                found = [s for s in found if s.entry.name in like.split(",")]
+            found = [subjects_.declare_without(s, without) for s in found]
     except subjects_.SubjectError as e:
         raise pytest.UsageError(str(e)) from None
-    if like := option("conformance_like"):
-        found = [s for s in found if s.entry.name in like.split(",")]
-    return found
+    return [s.probed() for s in found]
 
 
 def _dtypes(config):
@@ -240,8 +252,11 @@ def _device_available(request):
     marker = request.node.get_closest_marker("check")
     if marker and (reason := target.entry.refusal(marker.args[0], target.dtype)):
         pytest.skip(f"refused by the registry: {reason}")
-    if reason := target.subject.lacks.get(target.dtype):
-        pytest.skip(f"declared by the suite: {reason}")
+    _, check = _target_and_check(request.node)
+    regression = getattr(request.node, "callspec", None).params.get("regression")
+    case = regression[2] if regression else None
+    if reason := target.subject.lack_of_row(check, target.dtype, target.device, case):
+        pytest.skip(reason)
     if reason := target.subject.unsupported(target.dtype, target.device):
         pytest.skip(reason)
 
@@ -256,12 +271,19 @@ def _target_and_check(item):
     return (target, regression[0]) if regression else (None, None)
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_call(item):
+    judge.MARGINS.start()  # the margin of this item's judgments only
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item, call):
     rep = yield
     target, check = _target_and_check(item)
     if target is None:
         return rep
+    if rep.when == "call":  # every example's judgments, failing and shrinking ones included
+        report.margin(target, check, judge.MARGINS.take())
     if rep.skipped:
         reason = rep.longrepr[2] if isinstance(rep.longrepr, tuple) else str(rep.longrepr)
         report.outcome(target, check, "skip", reason.removeprefix("Skipped: "))
@@ -323,15 +345,20 @@ def pytest_sessionfinish(session, exitstatus):
     if config.getoption("splits") is not None:
         _write_slice(config, merged, plugin.slice if plugin else None)
     elif merged:
-        config._conformance_table = report.write(config.rootpath / "reports", merged, name)
+        lacks = report.capability_lacks(config._conformance_subjects, list(merged.values()))
+        config._conformance_table = report.write(config.rootpath / "reports", merged, name, lacks)
     _fail_on_undeclared_refusals(session, list(merged.values()))
 
 
 def _fail_on_undeclared_refusals(session, rows: list[dict]) -> None:
     """A requested row that ran no example because the subject refused its dtype fails the run,
-    unless the lack was declared: by the user (``--conformance-dtypes``, the audit's
-    ``--dtypes``) or with a reason in the registry (``Entry.refused``)."""
-    refusals = report.undeclared_refusals(rows, subjects_.REFUSES)
+    and so does a capability the subject was found to refuse (its cases were drawn without
+    it), unless the lack was declared: by the user (``--conformance-dtypes``,
+    ``--conformance-without``; the audit's ``--dtypes``, ``--without``), by the built-in suite
+    (``Subject.lacks``) or with a reason in the registry (``Entry.refused``)."""
+    lacks = report.capability_lacks(session.config._conformance_subjects, rows)
+    refusals = report.undeclared_refusals(rows, subjects_.REFUSES, lacks)
+    session.config._conformance_lacks = lacks
     session.config._conformance_refusals = refusals
     if refusals and session.exitstatus == pytest.ExitCode.OK:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
@@ -372,13 +399,17 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     where = where or [f"reports/{name}.md", f"reports/{name}.json"]
     terminalreporter.section("conformance summary")
     terminalreporter.write(report.summary(table, where))
+    if lines := report.lack_lines(getattr(config, "_conformance_lacks", [])):
+        terminalreporter.write("\n" + "\n".join(lines) + "\n")
     if refusals := getattr(config, "_conformance_refusals", None):
-        terminalreporter.section("undeclared refusals: these rows ran no example", red=True)
+        terminalreporter.section(
+            "undeclared refusals: rows that ran no example, capabilities drawn without", red=True
+        )
         for r in refusals:
             terminalreporter.write_line(
                 f"{r['optimizer']} {r['check']} {r['dtype']}: {r['reason']}"
             )
         terminalreporter.write_line(
-            "The run fails: declare the lack with --conformance-dtypes (audit: --dtypes), or "
-            "fix the subject if it should take these dtypes."
+            "The run fails: declare the lack with --conformance-dtypes or --conformance-without "
+            "(audit: --dtypes, --without), or fix the subject if it should take them."
         )

@@ -1,7 +1,10 @@
 """Report rows: ``(subject, optimizer, check, dtype, device)`` -> examples run, the largest
-error seen (ULPs, or the check's own ``measure``), status, reason. ``subject`` is the class
-under test with its fixed kwargs (``impl.Adam``, ``torch.optim.adam.Adam(fused=True)``),
-``optimizer`` the registry entry it claims.
+error seen (ULPs, or the check's own ``measure``), status, reason, and the ``margin``: the
+judgment that came closest to its allowance (``conformance.core.judge.Margin.as_dict``: measure,
+allowance, their ratio, the analysis the allowance came from, whether it is mostly absolute
+(underflow) terms), or None where no judgment recorded one. ``subject`` is the class under test
+with its fixed kwargs (``impl.Adam``, ``torch.optim.adam.Adam(fused=True)``), ``optimizer`` the
+registry entry it claims.
 
 Each process (an xdist worker, or the only process) keeps its rows in ``ROWS``. Workers hand
 them to the controller through ``workeroutput``; the controller merges them and writes
@@ -20,6 +23,7 @@ run would.
 from __future__ import annotations
 
 import json
+import math
 import re
 from pathlib import Path
 
@@ -59,8 +63,26 @@ def row(target, check: str) -> dict:
         {
             **dict(zip(FIELDS, (*values, 0, None, "skip", "not run"), strict=True)),
             "measure": measure(check),
+            "margin": None,
         },
     )
+
+
+def _ratio_key(margin: dict) -> tuple[float, float]:
+    """Larger ratio is worse; at equal ratio (nothing measured) the tighter allowance."""
+    return (float(margin["ratio"]), -float(margin["allowance"]))
+
+
+def _fold_margin(r: dict, margin: dict | None) -> None:
+    old = r.get("margin")
+    if margin is not None and (old is None or _ratio_key(margin) > _ratio_key(old)):
+        r["margin"] = dict(margin)
+
+
+def margin(target, check: str, judged) -> None:
+    """Fold one test item's worst judgment (a ``judge.Margin`` or None) into its row."""
+    if judged is not None:
+        _fold_margin(row(target, check), judged.as_dict())
 
 
 def example(target, check: str, ulp: float | None) -> None:
@@ -90,12 +112,14 @@ def merge(into: dict, rows: list[dict]) -> None:
             old["max_ulp"] = (
                 r["max_ulp"] if old["max_ulp"] is None else max(old["max_ulp"], r["max_ulp"])
             )
+        _fold_margin(old, r.get("margin"))
         if r["status"] == "fail" or old["status"] == "skip":
             old["status"], old["reason"] = r["status"], r["reason"]
 
 
-def write(directory: Path, rows: dict, name: str = "conformance") -> list[dict]:
-    """Merge with the rows of other devices already on disk; write NAME.json and NAME.md."""
+def write(directory: Path, rows: dict, name: str = "conformance", lacks=()) -> list[dict]:
+    """Merge with the rows of other devices already on disk; write NAME.json and NAME.md (with
+    the capabilities the subjects lack, ``capability_lacks``, below the table)."""
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{name}.json"
     devices = {r["device"] for r in rows.values()}
@@ -107,7 +131,8 @@ def write(directory: Path, rows: dict, name: str = "conformance") -> list[dict]:
             kept = []
     table = sorted(kept + list(rows.values()), key=_order)
     path.write_text(json.dumps(table, indent=1) + "\n")
-    (directory / f"{name}.md").write_text(markdown(table))
+    lines = lack_lines(lacks)
+    (directory / f"{name}.md").write_text(markdown(table) + "".join(f"\n{x}" for x in lines))
     return table
 
 
@@ -227,18 +252,32 @@ def _fmt_ulp(x) -> str:
     return f"{x:.3g}" if x != int(x) else str(int(x))
 
 
+def fmt_margin(margin: dict | None) -> str:
+    """``measure of allowance = ratio``; ``0 of 0`` for a bitwise judgment; the flag where the
+    allowance there is mostly absolute (underflow) terms; ``–`` where nothing recorded one."""
+    if margin is None:
+        return "–"
+    m, a, ratio = margin["measure"], margin["allowance"], margin["ratio"]
+    text = f"{_fmt_ulp(m)} of {_fmt_ulp(a)}"
+    if not (m == 0 and a == 0):
+        text += f" = {_fmt_ulp(float(f'{ratio:.2g}') if math.isfinite(ratio) else ratio)}"
+    return text + (", mostly absolute terms" if margin.get("mostly_absolute") else "")
+
+
 def markdown(table: list[dict]) -> str:
     lines = [
         "| subject | optimizer | check | contract | dtype | device | examples | max | measure "
-        "| status | reason |",
-        "|---|---|---|---|---|---|---:|---:|---|---|---|",
+        "| margin (measure of allowance = ratio) | allowance from | status | reason |",
+        "|---|---|---|---|---|---|---:|---:|---|---|---|---|---|",
     ]
     for r in table:
         reason = str(r["reason"]).replace("|", "\\|").replace("\n", " ")[:160]
+        margin = r.get("margin")
         lines.append(
             f"| {r.get('subject', '')} | {r['optimizer']} | {r['check']} | {r.get('contract', '')} "
             f"| {r['dtype']} | {r['device']} | {r['examples']} | {_fmt_ulp(r['max_ulp'])} "
-            f"| {r.get('measure', measure(r['check']))} | {r['status']} | {reason} |"
+            f"| {r.get('measure', measure(r['check']))} | {fmt_margin(margin)} "
+            f"| {margin['source'] if margin else '–'} | {r['status']} | {reason} |"
         )
     counts = {s: sum(r["status"] == s for r in table) for s in ("pass", "fail", "skip")}
     lines.append("")
@@ -283,9 +322,11 @@ def _cell(rows: list[dict]) -> str:
     return text
 
 
-def _worst(rows: list[dict]) -> dict | None:
-    measured = [r for r in rows if r["max_ulp"] is not None and r["status"] != "skip"]
-    return max(measured, key=lambda r: float(r["max_ulp"]), default=None)
+def worst_by_ratio(rows: list[dict]) -> dict | None:
+    """The row that came closest to its allowance (largest margin ratio), skips left out; rows
+    that recorded no margin are not ranked (a raw maximum says nothing of its allowance)."""
+    judged = [r for r in rows if r.get("margin") and r["status"] != "skip"]
+    return max(judged, key=lambda r: _ratio_key(r["margin"]), default=None)
 
 
 def _label(row: dict, subjects_of: dict[str, set]) -> str:
@@ -313,16 +354,19 @@ def _grid(rows: list[dict]) -> list[str]:
     lines = [" " * first + "".join(f" {_abbreviation(k):>{w}}" for k, w in zip(kinds, widths))]
     for label, row in cells.items():
         lines.append(f"{label:<{first}}" + "".join(f" {c:>{w}}" for c, w in zip(row, widths)))
-    lines.append("worst measure per kind:")
+    lines.append(
+        "worst measure per kind, by ratio to its allowance (measure of allowance = ratio):"
+    )
     for k in kinds:
-        worst = _worst([r for r in rows if r["check"] == k])
+        worst = worst_by_ratio([r for r in rows if r["check"] == k])
         name = k if _abbreviation(k) == k else f"{_abbreviation(k)} = {k}"
         if worst is None:
-            lines.append(f"  {name}: no measure")
+            lines.append(f"  {name}: no allowance recorded")
             continue
+        m = worst["margin"]
         lines.append(
-            f"  {name}: {_fmt_ulp(worst['max_ulp'])} {worst.get('measure', measure(k))} "
-            f"({_label(worst, subjects_of)} {worst['dtype']})"
+            f"  {name}: {fmt_margin(m)} {worst.get('measure', measure(k))}, {m['source']} "
+            f"({_label(worst, subjects_of)} {worst['dtype']}; max {_fmt_ulp(worst['max_ulp'])})"
         )
     return lines
 
@@ -362,7 +406,172 @@ def _row_id(r: dict) -> str:
     return f"{r.get('subject', '')} as {r['optimizer']}: {r['check']} {r['dtype']} {r['device']}"
 
 
-def undeclared_refusals(table: list[dict], prefix: str) -> list[dict]:
-    """Skipped rows that ran no example because the subject refused their dtype on its own:
-    neither the registry nor the user (``--dtypes``) declared that lack."""
-    return [r for r in table if r["status"] == "skip" and str(r["reason"]).startswith(prefix)]
+def undeclared_refusals(table: list[dict], prefix: str, lacks=()) -> list[dict]:
+    """Skipped rows that ran no example because the subject refused their dtype (or the
+    capability that is their point) on its own, and the capabilities a subject was found to
+    refuse (``capability_lacks``): neither the registry, the suite nor the user (``--dtypes``,
+    ``--without``) declared those lacks."""
+    rows = [r for r in table if r["status"] == "skip" and str(r["reason"]).startswith(prefix)]
+    found = [
+        {
+            "optimizer": f"{x['subject']} as {x['optimizer']}",
+            "check": "lacks",
+            "dtype": x["capability"],
+            "reason": x["reason"],
+        }
+        for x in lacks
+        if not x["declared"]
+    ]
+    return rows + found
+
+
+def capability_lacks(subjects, table: list[dict]) -> list[dict]:
+    """The capabilities each subject with rows in ``table`` lacks (``conformance.subject``):
+    ``declared`` says by whom (None: found by trying, which fails the run), ``reason`` quotes
+    the subject's refusal where it was tried."""
+    ran = {(r.get("subject", ""), r["optimizer"]) for r in table}
+    return [
+        {
+            "subject": s.label,
+            "optimizer": s.entry.name,
+            "capability": capability,
+            "declared": s.declared(capability),
+            "reason": s.found.get(capability, ""),
+        }
+        for s in subjects
+        if (s.label, s.entry.name) in ran
+        for capability in sorted(s.lacking)
+    ]
+
+
+def lack_lines(lacks) -> list[str]:
+    """The summary's lines on capabilities: which each subject lacks, declared by whom."""
+    if not lacks:
+        return []
+    lines = ["capabilities lacking (cases drawn without them; rows about them skipped):"]
+    for x in lacks:
+        who = x["declared"] or "found by trying, undeclared"
+        why = f": {x['reason']}" if x["reason"] and not x["declared"] else ""
+        lines.append(f"- {x['subject']} as {x['optimizer']}: {x['capability']}, {who}{why}")
+    return lines
+
+
+# -- the docs' measured tables: regenerated from a report, between markers ---------------------
+# ``<!-- measured:NAME:begin -->`` ... ``<!-- measured:NAME:end -->`` in a Markdown file: NAME is
+# one of ``MEASURED_BLOCKS``; ``python -m conformance measured`` rewrites what lies between.
+MARKER = re.compile(r"(<!-- measured:([\w-]+):begin -->\n).*?(<!-- measured:\2:end -->)", re.S)
+STRUCTURED_CHECKS = (
+    "factored_moments",
+    "singular_values",
+    "scale_invariance",
+    "two_loop",
+    "wolfe",
+    "convergence",
+)
+_SHORT = {"float16": "f16", "bfloat16": "bf16", "float32": "f32", "float64": "f64"}
+_SHORT |= {"complex64": "c64", "complex128": "c128"}
+
+
+def _cell_text(rows: list[dict]) -> str:
+    """The worst of a cell's rows: ``max (ratio)``, ``bitwise`` for 0 of 0, ``*`` where the
+    allowance there is mostly absolute terms, ``✕`` on a failure, ``–`` where nothing ran."""
+    ran = [r for r in rows if r["status"] != "skip"]
+    if not ran:
+        return "–"
+    fail = "✕ " if any(r["status"] == "fail" for r in ran) else ""
+    raw = max((float(r["max_ulp"]) for r in ran if r["max_ulp"] is not None), default=None)
+    worst = worst_by_ratio(ran)
+    if worst is None:
+        return fail + _fmt_ulp(raw)
+    m = worst["margin"]
+    if m["measure"] == 0 and m["allowance"] == 0 and not raw:
+        return fail + "bitwise"
+    ratio = m["ratio"]
+    shown = _fmt_ulp(float(f"{ratio:.2g}") if math.isfinite(ratio) else ratio)
+    return f"{fail}{_fmt_ulp(raw)} ({shown}{'*' if m.get('mostly_absolute') else ''})"
+
+
+def _pivot(rows: list[dict], label, columns: list[tuple[str, str]]) -> list[str]:
+    """One Markdown row per label (in the rows' order), one cell per (check, dtype) column."""
+    by = _groups(rows, ("label",), label=label)
+    lines = []
+    for (name,), group in by.items():
+        cells = [_cell_text([r for r in group if (r["check"], r["dtype"]) == c]) for c in columns]
+        if any(c != "–" for c in cells):
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _spec_block(table: list[dict], head: str) -> str:
+    spec = [r for r in table if r["check"] in ("spec", "spec_trajectory")]
+    dtypes = [d for d in ALL_DTYPES if any(r["dtype"] == d for r in spec if r["check"] == "spec")]
+    columns = [("spec", d) for d in dtypes] + [("spec_trajectory", "float64")]
+    torch_rows = [r for r in table if r["check"] == "torch" and r["max_ulp"] is not None]
+    vs_torch = max((float(r["max_ulp"]) for r in torch_rows), default=None)
+    torch_line = (
+        f"vs torch: at most {_fmt_ulp(vs_torch)} ULP over {len(torch_rows)} rows."
+        if torch_rows
+        else "vs torch: no rows in this report."
+    )
+    lines = [
+        head,
+        f"{torch_line} vs the exact "
+        "spec, per entry and dtype: the largest error in ULPs at scale, and in brackets the "
+        "largest ratio of an error to the allowance it was judged against (the row's margin; "
+        "`*`: the allowance there is mostly absolute terms, see "
+        "[bounds.md](bounds.md#why-some-raw-maxima-are-huge)); the last column is "
+        "`spec_trajectory` (every step of 2–8 judged as a one-step check):",
+        "",
+        "| entry | " + " | ".join(_SHORT[d] for d in dtypes) + " | trajectory f64 |",
+        "|---|" + "---|" * len(columns),
+        *_pivot(spec, lambda r: r["optimizer"], columns),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _structured_block(table: list[dict], head: str) -> str:
+    rows = [r for r in table if r["check"] in STRUCTURED_CHECKS]
+    dtypes = [d for d in ALL_DTYPES if any(r["dtype"] == d for r in rows)]
+    lines = [
+        head,
+        "The largest measure per dtype, and in brackets its largest ratio to its allowance "
+        "where the check judges through an allowance:",
+        "",
+        "| check | measure | " + " | ".join(_SHORT[d] for d in dtypes) + " |",
+        "|---|---|" + "---|" * len(dtypes),
+    ]
+    for kind in STRUCTURED_CHECKS:
+        mine = [r for r in rows if r["check"] == kind]
+        unit = measure(kind).replace("|", "\\|")  # a table cell: |x−x*| would split it
+        lines += [
+            line.replace(" | ", f" | {unit} | ", 1)
+            for line in _pivot(
+                mine, lambda r: f"{r['optimizer']} `{r['check']}`", [(kind, d) for d in dtypes]
+            )
+        ]
+    return "\n".join(lines) + "\n"
+
+
+MEASURED_BLOCKS = {"spec": _spec_block, "structured": _structured_block}
+
+
+def measured_blocks(
+    table: list[dict], date: str, command: str, source: str = "reports/conformance.json"
+) -> dict[str, str]:
+    """Each docs block's Markdown, from one report's rows (``source``, the file they came from)."""
+    head = (
+        f"Measured {date} with `{command}` (the `ci` profile); this block is written by "
+        f"`python -m conformance measured` from `{source}`."
+    )
+    return {name: build(table, head) for name, build in MEASURED_BLOCKS.items()}
+
+
+def rewrite_measured(path: Path, blocks: dict[str, str]) -> list[str]:
+    """Replace what lies between each ``measured:NAME`` marker pair in ``path``; returns the
+    names rewritten. An unknown NAME is refused (a typo would leave stale numbers)."""
+    text = path.read_text()
+    names = [m[2] for m in MARKER.finditer(text)]
+    if unknown := [n for n in names if n not in blocks]:
+        raise ValueError(f"{path}: unknown measured block {unknown[0]!r}; known: {list(blocks)}")
+    path.write_text(MARKER.sub(lambda m: m[1] + blocks[m[2]] + m[3], text))
+    return names

@@ -14,10 +14,10 @@ DISTRIBUTED = CHECKS["distributed"]
 
 
 @st.composite
-def sharded_cases(draw, entry, dtype: str):
+def sharded_cases(draw, entry, dtype: str, tensor_lr: bool = True):
     """A case as the torch check draws it (dense gradients, contiguous params: DTensor shards
     are contiguous), dim 0 up to 2 x the world size (uneven and empty shards), and a placement
-    per param; a 0-d param cannot be sharded."""
+    per param; a 0-d param cannot be sharded. ``tensor_lr=False``: a subject that lacks it."""
     case = draw(
         strategies.cases(
             entry,
@@ -26,6 +26,7 @@ def sharded_cases(draw, entry, dtype: str):
             layouts=False,
             sparse=False,
             max_side=2 * gloo.WORLD_SIZE,
+            tensor_lr=tensor_lr,
         ),
         label="case",
     )
@@ -43,5 +44,6 @@ def sharded_cases(draw, entry, dtype: str):
 @DISTRIBUTED.settings()
 @given(data=st.data())
 def test_sharded_matches_torch_and_unsharded(target, data):
-    case = data.draw(sharded_cases(target.entry, target.dtype), label="sharded case")
+    tensor_lr = target.subject.takes("tensor_lr")
+    case = data.draw(sharded_cases(target.entry, target.dtype, tensor_lr), label="sharded case")
     report.example(target, DISTRIBUTED.name, DISTRIBUTED(target.subject, case))

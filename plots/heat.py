@@ -10,8 +10,11 @@ where every row was skipped (CUDA on a machine without a GPU) is not drawn as a 
 one line under the table says so, and why.
 
 Colours: fail red (with ✕), skip grey (with the number of its reason, listed under the table),
-pass green when bitwise (0 ULP) and otherwise shaded by the row's measure on one log scale;
-white where the report has no such row (the check does not apply to that entry or dtype).
+pass green when bitwise (a margin of 0 of 0) and otherwise shaded by the row's margin ratio, its
+largest error over the allowance it was judged against, on one log scale from ``RATIO_FLOOR``
+to 1: a dark cell came close to its allowance, a light one is far inside it (a loose bound, or a
+good implementation). A pass whose row recorded no margin (a check that judges without an
+allowance) is plain light green; white where the report has no such row.
 """
 
 from __future__ import annotations
@@ -53,6 +56,7 @@ BITWISE_COLOR, PASS_COLOR = "#7fc97f", "#c7e9c0"
 SKIP_COLOR, FAIL_COLOR, MISSING_COLOR = "#d9d9d9", "#e31a1c", "white"
 SEPARATOR_COLOR = "#4d4d4d"
 ULP_CMAP = "YlOrBr"
+RATIO_FLOOR = 1e-3  # ratios below it share the lightest shade
 
 # Layout, in inches (DPI px each): cell, row label character, and the fixed parts.
 CELL_W, CELL_H = 0.24, 0.2
@@ -82,12 +86,15 @@ class Group:
 @dataclass(frozen=True)
 class Cell:
     """The worst of the report rows that fall on one (row, group, dtype); ``status`` None where
-    the report has none. ``skip`` is the 1-based number of the skip reason in
-    ``HeatTable.skip_reasons``."""
+    the report has none. ``value``: the largest raw measure; ``ratio``: the largest margin
+    ratio (None: no row recorded one), what the colour shows; ``bitwise``: every row's margin is
+    0 of 0. ``skip`` is the 1-based number of the skip reason in ``HeatTable.skip_reasons``."""
 
     status: str | None = None
     value: float | None = None
     skip: int | None = None
+    ratio: float | None = None
+    bitwise: bool = False
 
 
 @dataclass(frozen=True)
@@ -198,15 +205,21 @@ def _pack(groups: list[Group]) -> list[list[Group]]:
     return bands
 
 
+def _larger(a: float | None, b) -> float | None:
+    return a if b is None else float(b) if a is None else max(a, float(b))
+
+
 def _worse(old: Cell, r: dict, skip: int | None) -> Cell:
-    """Fold report row ``r`` into a cell: the worse status wins, the value is the largest."""
-    value = old.value
-    if r.get("max_ulp") is not None:
-        value = float(r["max_ulp"]) if value is None else max(value, float(r["max_ulp"]))
+    """Fold report row ``r`` into a cell: the worse status wins, the value and the ratio are
+    the largest, bitwise while every row's margin is 0 of 0."""
+    margin = r.get("margin")
+    ratio = _larger(old.ratio, margin and margin["ratio"])
+    exact = bool(margin) and margin["measure"] == 0 and margin["allowance"] == 0
+    bitwise = exact and (old.status is None or old.bitwise)
     status, reason = old.status, old.skip
     if status is None or SEVERITY.get(r["status"], 3) > SEVERITY.get(status, 3):
         status, reason = r["status"], skip
-    return Cell(status, value, reason)
+    return Cell(status, _larger(old.value, r.get("max_ulp")), reason, ratio, bitwise)
 
 
 def _band(groups: list[Group], rows: Sequence[dict], reasons: dict[str, int]) -> Band:
@@ -246,19 +259,13 @@ def load_report(path: Path) -> list[dict] | None:
 # ---------------------------------------------------------------------------------------------
 
 
-def value_norm(table: HeatTable) -> LogNorm:
-    """One log scale for every drawn value: from 1 to the largest finite one (at least 10)."""
-    finite = [
-        c.value
-        for band in table.bands
-        for row in band.cells
-        for c in row
-        if c.value is not None and np.isfinite(c.value)
-    ]
-    return LogNorm(vmin=1, vmax=max([10.0, *finite]), clip=True)
+def value_norm(table: HeatTable | None = None) -> LogNorm:
+    """One log scale for every cell's ratio, whatever its measure: RATIO_FLOOR to 1 (a pass
+    is at most 1; a failure is red, not shaded)."""
+    return LogNorm(vmin=RATIO_FLOOR, vmax=1.0, clip=True)
 
 
-def cell_rgba(cell: Cell, norm: Normalize, measure_name: str = "ULP") -> tuple:
+def cell_rgba(cell: Cell, norm: Normalize) -> tuple:
     """The colour of one cell. Anything not a pass or a skip (fail, error, unknown) is red:
     never shown as a pass."""
     if cell.status is None:
@@ -267,19 +274,19 @@ def cell_rgba(cell: Cell, norm: Normalize, measure_name: str = "ULP") -> tuple:
         return to_rgba(SKIP_COLOR)
     if cell.status != "pass":
         return to_rgba(FAIL_COLOR)
-    if cell.value is None:
-        return to_rgba(PASS_COLOR)
-    if cell.value == 0 and measure_name == "ULP":
+    if cell.bitwise:
         return to_rgba(BITWISE_COLOR)
-    return _shade(cell.value, norm)
+    if cell.ratio is None:
+        return to_rgba(PASS_COLOR)
+    return _shade(cell.ratio, norm)
 
 
 def _shade(value: float, norm: Normalize) -> tuple:
     cmap = colormaps[ULP_CMAP]
     if not np.isfinite(value):  # NaN against a number is infinitely far: the darkest colour
         return cmap(1.0)
-    # Below the scale's floor (a residual under its allowance, < 1 ULP) is the lightest colour:
-    # a LogNorm that does not clip masks values <= 0, and a masked value draws transparent.
+    # Below the scale's floor (0 of a nonzero allowance included) is the lightest colour: a
+    # LogNorm that does not clip masks values <= 0, and a masked value draws transparent.
     return cmap(norm(max(value, norm.vmin)))
 
 
@@ -319,8 +326,8 @@ def _draw_band(ax, band: Band, norm: Normalize, width: int) -> None:
     band's cells are the same size; marks on fail and skip cells; labels on three sides."""
     image = np.ones((len(band.rows), width, 4))
     for i, row in enumerate(band.cells):
-        for j, ((g, _), cell) in enumerate(zip(band.columns, row)):
-            image[i, j] = cell_rgba(cell, norm, g.measure)
+        for j, cell in enumerate(row):
+            image[i, j] = cell_rgba(cell, norm)
             _mark(ax, i, j, cell, image[i, j])
     ax.imshow(image, aspect="auto", interpolation="nearest")
     _grid(ax, band, width)
@@ -389,9 +396,9 @@ def _legend(ax, notes: list[str]) -> None:
     handles = [
         Patch(facecolor=FAIL_COLOR, label="✕ fail or error"),
         Patch(facecolor=SKIP_COLOR, label="skip (n: reason n below)"),
-        Patch(facecolor=BITWISE_COLOR, label="bitwise (0 ULP)"),
-        Patch(facecolor=PASS_COLOR, label="pass, nothing measured"),
-        Patch(facecolor=colormaps[ULP_CMAP](0.6), label="pass, shaded by max error"),
+        Patch(facecolor=BITWISE_COLOR, label="bitwise (0 of 0)"),
+        Patch(facecolor=PASS_COLOR, label="pass, no allowance recorded"),
+        Patch(facecolor=colormaps[ULP_CMAP](0.6), label="pass, shaded by error / allowance"),
         Patch(facecolor=MISSING_COLOR, edgecolor="grey", label="blank: not in the report"),
     ]
     ax.legend(handles=handles, loc="upper left", ncol=len(handles), fontsize=8.5, frameon=False)
@@ -418,7 +425,7 @@ def _colorbar(fig: Figure, axes: list, norm: Normalize, fig_w: float) -> None:
         aspect=30,
         pad=0.01,
     )
-    bar.ax.set_title("max\nerror", fontsize=8)
+    bar.ax.set_title("error /\nallowance", fontsize=8)
 
 
 def _slots(table: HeatTable) -> int:
@@ -461,8 +468,8 @@ def plot_conformance_heat(table: HeatTable, path: Path, title: str = "conformanc
         _colorbar(fig, axes, norm, fig_w)
     _legend(fig.add_subplot(grid[-1]), notes)
     fig.suptitle(
-        f"{title}: worst result per optimizer × check × dtype  (max error in ULPs, log scale, "
-        "unless the check names its own measure)",
+        f"{title}: worst result per optimizer × check × dtype  (shade: the largest ratio of "
+        "an error to the allowance it was judged against, log scale)",
         fontsize=12,
         x=0.01,
         ha="left",

@@ -37,13 +37,20 @@ def report_row(optimizer, check, dtype, device="cpu", status="pass", max_ulp=Non
     }
 
 
+def margin(measure, allowance):
+    """A report row's margin (conformance.core.judge.Margin.as_dict's fields)."""
+    ratio = 0.0 if measure == 0 else measure / allowance if allowance else float("inf")
+    return {"measure": measure, "allowance": allowance, "ratio": ratio, "source": "derived",
+            "mostly_absolute": False, "at": "param 0"}  # fmt: skip
+
+
 SYNTHETIC_REPORT = [
-    report_row("SGD", "torch", "float32", max_ulp=0),
+    report_row("SGD", "torch", "float32", max_ulp=0, margin=margin(0, 0)),
     report_row("SGD", "torch", "float32", "cuda", "skip", reason="CUDA not available"),
-    report_row("Adam", "spec", "float32", max_ulp=3),
+    report_row("Adam", "spec", "float32", max_ulp=3, margin=margin(3, 12)),
     # the same cell through another subject: the cell shows the worse of the two
     report_row("Adam", "spec", "float32", status="fail", max_ulp=40, reason="bound 8",
-               subject="impl.Adam(fused=True)"),
+               subject="impl.Adam(fused=True)", margin=margin(40, 8)),
     report_row("Adam", "spec", "float64"),
     report_row("Adam", "torch", "float64", status="skip", reason="refused by the registry"),
 ]  # fmt: skip
@@ -233,12 +240,12 @@ def test_heat_table_has_one_row_per_optimizer_and_keeps_the_worst():
         ("torch", ("float32", "float64")),
         ("spec", ("float32", "float64")),
     ]
-    assert band.cell("Adam", "spec", "float32") == heat.Cell("fail", 40.0)
+    assert band.cell("Adam", "spec", "float32") == heat.Cell("fail", 40.0, ratio=5.0)
     # in either order: the worse row wins, not the later one
     (reverse,) = heat.heat_table(SYNTHETIC_REPORT[::-1]).bands
-    assert reverse.cell("Adam", "spec", "float32") == heat.Cell("fail", 40.0)
+    assert reverse.cell("Adam", "spec", "float32") == heat.Cell("fail", 40.0, ratio=5.0)
     assert band.cell("Adam", "spec", "float64") == heat.Cell("pass")
-    assert band.cell("SGD", "torch", "float32") == heat.Cell("pass", 0.0)
+    assert band.cell("SGD", "torch", "float32") == heat.Cell("pass", 0.0, ratio=0.0, bitwise=True)
     assert band.cell("SGD", "spec", "float32") == heat.Cell()  # no such report row
     assert band.cell("Adam", "torch", "float64") == heat.Cell("skip", skip=1)
     assert table.skip_reasons == {"refused by the registry": 1}
@@ -311,27 +318,44 @@ def test_anything_but_pass_or_skip_is_red(status):
 
 
 def test_cell_colours_follow_the_key():
-    norm, shades = LogNorm(1, 1e6), colormaps[heat.ULP_CMAP]  # unclipped: <= 0 would be masked
+    norm = LogNorm(1e-4, 1)  # unclipped: <= 0 would be masked
+    shades = colormaps[heat.ULP_CMAP]
     assert heat.cell_rgba(heat.Cell(), norm) == to_rgba(heat.MISSING_COLOR)
     assert heat.cell_rgba(heat.Cell("skip", skip=1), norm) == to_rgba(heat.SKIP_COLOR)
-    assert heat.cell_rgba(heat.Cell("pass"), norm) == to_rgba(heat.PASS_COLOR)
-    assert heat.cell_rgba(heat.Cell("pass", 0.0), norm) == to_rgba(heat.BITWISE_COLOR)
-    assert heat.cell_rgba(heat.Cell("pass", 1e3), norm) == shades(0.5)
-    # 0 of another measure is not "bitwise"; below the scale (a negative residual) is lightest
-    assert heat.cell_rgba(heat.Cell("pass", 0.0), norm, "σ error") == shades(0.0)
-    assert heat.cell_rgba(heat.Cell("pass", -1e8), norm, "residual/allowance") == shades(0.0)
+    assert heat.cell_rgba(heat.Cell("pass", 3.0), norm) == to_rgba(heat.PASS_COLOR)  # no margin
+    bitwise = heat.Cell("pass", 0.0, ratio=0.0, bitwise=True)
+    assert heat.cell_rgba(bitwise, norm) == to_rgba(heat.BITWISE_COLOR)
+    assert heat.cell_rgba(heat.Cell("pass", 7.0, ratio=1e-2), norm) == shades(0.5)
+    # 0 of a nonzero allowance is not "bitwise": the lightest shade
+    assert heat.cell_rgba(heat.Cell("pass", 0.0, ratio=0.0), norm) == shades(0.0)
 
 
-def test_an_infinite_distance_is_drawn_in_the_darkest_colour(tmp_path):
+def test_the_shade_is_the_ratio_not_the_raw_measure():
+    """A huge raw maximum far inside a huge allowance is light; a few ULPs at the edge of a
+    tight one are dark (docs/bounds.md: why some raw maxima are huge)."""
     rows = [
-        report_row("SGD", "torch", dt, max_ulp=ulp, subject="torch.optim.SGD(foreach=True)")
-        for dt, ulp in (("float32", float("inf")), ("float64", 3.0))
+        report_row("SparseAdam", "spec", "float64", max_ulp=4.8e10, margin=margin(4.8e10, 2.1e13)),
+        report_row("Adam", "spec", "float64", max_ulp=3.0, margin=margin(3.0, 3.5)),
     ]
+    (band,) = heat.heat_table(rows).bands
+    norm, shades = heat.value_norm(), colormaps[heat.ULP_CMAP]
+    huge, tight = (band.cell(name, "spec", "float64") for name in ("SparseAdam", "Adam"))
+    assert heat.cell_rgba(huge, norm) == shades(norm(4.8e10 / 2.1e13))
+    assert heat.cell_rgba(tight, norm) == shades(norm(3.0 / 3.5))
+    assert norm(3.0 / 3.5) > 0.9 > 0.2 > norm(4.8e10 / 2.1e13), "the scale does not span 1e-3..1"
+
+
+def test_an_infinite_ratio_is_drawn_in_the_darkest_colour(tmp_path):
+    rows = [
+        report_row("SGD", "torch", dt, max_ulp=ulp, subject="torch.optim.SGD(foreach=True)",
+                   margin=margin(ulp, 1.0))
+        for dt, ulp in (("float32", float("inf")), ("float64", 0.5))
+    ]  # fmt: skip
     table = heat.heat_table(rows)
     (band,) = table.bands
     assert band.rows == ["torch.optim.SGD(foreach=True) as SGD"]
     darkest = colormaps[heat.ULP_CMAP](1.0)
     norm = heat.value_norm(table)
     assert heat.cell_rgba(band.cell(band.rows[0], "torch", "float32"), norm) == darkest
-    assert heat.cell_rgba(heat.Cell("pass", float("nan")), norm) == darkest
+    assert heat.cell_rgba(heat.Cell("pass", ratio=float("nan")), norm) == darkest
     assert heat.plot_conformance_heat(table, tmp_path / "audit_heat.png").exists()

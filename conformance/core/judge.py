@@ -6,12 +6,19 @@ ULPs at scale) or ``assert_within`` (an absolute allowance per element). A failu
 ``ConformanceError`` whose message names the optimizer, hyperparameters, dtype, device, tensor,
 element, expected and actual values, the distance and its allowance, and two reproductions: one
 through the harness without Hypothesis, one in plain torch. Nothing here knows a check kind.
+
+Every judgment also records its ``Margin``: the measure, the allowance and their ratio at the
+element where that ratio is largest, and which analysis the allowance came from. It is kept on
+the judging ``Context`` and in ``MARGINS`` (the worst since the plugin started the test item),
+so the report can show how close each row came to its allowance without any check returning
+more than its number.
 """
 
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -32,6 +39,75 @@ class BothRaised(Exception):
 
 
 _CONTEXTS: list = []  # the contexts of the checks running now, innermost last
+
+
+@dataclass(frozen=True)
+class Margin:
+    """How close a judged value came to its allowance, at the element where ``measure /
+    allowance`` is largest (values in the assertion's own unit: ULPs, ULPs at scale, or value
+    units for ``assert_within``). ``absolute``: the part of ``allowance`` that is the
+    analysis's absolute terms (``assert_scaled``'s ``absolute``: underflow terms, and errors an
+    op order makes absolute, as SparseAdam's sub-then-add moments) rather than its relative
+    bound."""
+
+    measure: float
+    allowance: float
+    source: str
+    absolute: float = 0.0
+    what: str = ""
+
+    @property
+    def ratio(self) -> float:
+        """0 where nothing was measured (bitwise: 0 of 0), 0 where nothing was judged (an
+        infinite allowance), infinite where an error met a zero allowance or is NaN."""
+        if self.measure == 0 or self.allowance == math.inf:
+            return 0.0
+        if self.allowance == 0 or self.measure != self.measure:
+            return math.inf
+        return self.measure / self.allowance
+
+    @property
+    def mostly_absolute(self) -> bool:
+        """The allowance there is mostly absolute terms: a tiny or cancelled value judged
+        against what the analysis allows in value units, not a count of roundings."""
+        return self.absolute > self.allowance / 2
+
+    def worse_than(self, other: Margin | None) -> bool:
+        """Larger ratio; at equal ratio (every error 0) the tighter allowance."""
+        return other is None or (self.ratio, -self.allowance) > (other.ratio, -other.allowance)
+
+    def as_dict(self) -> dict:
+        """The report's form (JSON), ratio and flag included so a reader needs no code."""
+        return {
+            "measure": self.measure,
+            "allowance": self.allowance,
+            "ratio": self.ratio,
+            "source": self.source,
+            "mostly_absolute": self.mostly_absolute,
+            "at": self.what,
+        }
+
+
+class Margins:
+    """The worst margin recorded since ``start``: the plugin starts it before each test item
+    and takes it after, one item's judgments (failing and shrinking examples included)."""
+
+    def __init__(self):
+        self.worst: Margin | None = None
+
+    def start(self) -> None:
+        self.worst = None
+
+    def see(self, margin: Margin) -> None:
+        if margin.worse_than(self.worst):
+            self.worst = margin
+
+    def take(self) -> Margin | None:
+        worst, self.worst = self.worst, None
+        return worst
+
+
+MARGINS = Margins()
 
 
 def explained(check):
@@ -66,9 +142,19 @@ class Context:
     # for the plain-torch reproduction: the runs compared, as (class, kwargs, case) triples,
     # or the expected values themselves (spec checks)
     runs: tuple = ()
+    # the worst of this context's judgments (``record``)
+    margin: Margin | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self):
         _CONTEXTS.append(self)
+
+    def record(self, margin: Margin) -> None:
+        """Keep the margin of one judgment here and in ``MARGINS`` (the report's). A context
+        whose judgments are only reported, never a verdict, can override this to keep them
+        out of the row's margin."""
+        if margin.worse_than(self.margin):
+            self.margin = margin
+        MARGINS.see(margin)
 
     @property
     def entry(self):
@@ -110,6 +196,37 @@ def element_index(t: Tensor, flat_index: int):
     return tuple(int(i) for i in np.unravel_index(flat_index, tuple(t.shape)))
 
 
+def _worst_element(measure: np.ndarray, allowance: np.ndarray) -> int | None:
+    """Flat index where ``measure / allowance`` is largest, with ``Margin.ratio``'s conventions
+    (0 of 0 is 0, anything of an infinite allowance 0, NaN or anything of 0 infinite); at equal
+    ratio the smallest allowance. None for no elements."""
+    measure, allowance = measure.reshape(-1), allowance.reshape(-1)
+    if measure.size == 0:
+        return None
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(np.isnan(measure), np.inf, measure / allowance)
+    ratio = np.where((measure == 0) | (allowance == np.inf), 0.0, ratio)
+    return int(np.lexsort((allowance, -ratio))[0])
+
+
+def _record(ctx, what, measure, allowance, source, absolute=None) -> None:
+    """``ctx.record`` the margin at the element where the ratio is largest."""
+    measure = np.asarray(measure, np.float64)
+    allowance = np.broadcast_to(np.asarray(allowance, np.float64), measure.shape)
+    k = _worst_element(measure, allowance)
+    if k is None:
+        return
+    part = 0.0 if absolute is None else float(np.broadcast_to(absolute, measure.shape).flat[k])
+    margin = Margin(float(measure.flat[k]), float(allowance.flat[k]), source, part, what)
+    getattr(ctx, "record", MARGINS.see)(margin)  # a stand-in context without one: the report's
+
+
+def _ulp_source(bound: float) -> str:
+    if bound == 0:
+        return "bitwise"
+    return "not judged" if bound == math.inf else "ULP bound"
+
+
 def assert_ulp(ctx: Context, what: str, actual: Tensor, expected: Tensor, bound: float) -> float:
     """ULP distance between two tensors of the same dtype, shape, device and layout; raise above
     bound. Sparse tensors (SGD's momentum buffer after a sparse gradient) compare as stored: the
@@ -127,6 +244,7 @@ def assert_ulp(ctx: Context, what: str, actual: Tensor, expected: Tensor, bound:
         return assert_ulp(ctx, f"{what} (values)", actual._values(), expected._values(), bound)
     dist = ulp_distance(actual, expected)
     worst = max_or_zero(dist)
+    _record(ctx, what, dist.numpy(), bound, _ulp_source(bound))
     if worst > bound:
         flat = int(dist.reshape(-1).argmax())
         a, e = torch.view_as_real(actual) if actual.is_complex() else actual, expected
@@ -166,9 +284,11 @@ def assert_scaled(
     worst = max_or_zero(err)
     scale = torch.from_numpy(np.array(np.maximum(np.abs(exact), np.abs(ref))))
     per_element = np.broadcast_to(np.asarray(bound, np.float64), exact.shape).copy()
-    allowed = torch.from_numpy(per_element) + torch.from_numpy(
+    in_ulps = torch.from_numpy(
         np.broadcast_to(np.asarray(absolute, np.float64), exact.shape).copy()
     ) / spacing(scale, dtype)
+    allowed = torch.from_numpy(per_element) + in_ulps
+    _record(ctx, what, err.numpy(), allowed.numpy(), source, in_ulps.numpy())
     over = err - allowed
     if over.numel() and float(over.nan_to_num(nan=np.inf).max()) > 0:
         flat = int(over.nan_to_num(nan=np.inf).reshape(-1).argmax())
@@ -198,6 +318,7 @@ def assert_within(ctx, what: str, actual, exact, allowed, scale) -> float:
         ctx.fail(what, f"shape {actual.shape} != expected {exact.shape}")
     err = np.abs(actual - exact)
     err = np.where(actual == exact, 0.0, err)
+    _record(ctx, what, err, allowed, "absolute allowance")
     over = np.where(np.isnan(err), np.inf, err - allowed)
     if over.size and over.max() > 0:
         k = int(np.argmax(over))
