@@ -3,7 +3,7 @@
 (torch.optim's own foreach and fused paths through the same checks), ``conformance-explore``
 (random seed, thorough counts, a database on disk), ``report`` (merges the slice reports of a
 matrix run on several machines: ``conformance -- --splits N --group K``), ``lint``, ``figures``,
-``bench``.
+``bench``, ``mutation`` (the ``ulp`` audit's mutation score on impl; not a default session).
 
 Every session installs torch through ``constraints.txt`` so that pip takes the
 torch 2.13.0 build the parity claims were measured against (on these machines a
@@ -224,6 +224,18 @@ def audit(session: nox.Session, device: str) -> None:
             "reports/audit.json",
             "--report-only",
         )
+
+
+@nox.session(python=PYTHON)
+def mutation(session: nox.Session) -> None:
+    """Mutation score of the ``ulp`` audit on impl's step code (cosmic-ray, pinned in
+    tools/mutation-constraints.txt): each mutant of Adam/AdamW, SGD, Adagrad and RMSprop is judged
+    by ``python -m conformance audit impl:CLASS --contract ulp``. Writes reports/mutation.json;
+    docs/mutation.md reads it. Not a default session, not in CI (hours on two cores). ``--
+    impl/sgd.py --max-mutants 5``: one file, its first mutants (a trial)."""
+    _install(session, "harness")
+    session.install("-c", "tools/mutation-constraints.txt", "cosmic-ray")
+    session.run("python", "tools/mutation.py", "run", *session.posargs, env=SINGLE_THREADED)
 
 
 @nox.session(python=PYTHON)
