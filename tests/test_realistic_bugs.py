@@ -123,7 +123,7 @@ BUGGY = [
     ("adam-schedule-off-by-one", "OffByOneScheduleAdam", "Adam", "float32", ()),
     ("adam-eps-inside-sqrt", "EpsInsideSqrtAdam", "Adam", "float32", ()),
     ("adamw-coupled-l2", "CoupledDecayAdamW", "AdamW", "float32", ()),
-    ("adam-amsgrad-max-of-v-hat", "MaxOfVHatAdam", "Adam", "float32", ()),
+    ("adam-amsgrad-max-of-v-hat", "MaxOfVHatAdam", "Adam", "bfloat16", ()),
     ("adam-maximize-negates-update", "NegatedUpdateMaximizeAdam", "Adam", "float32", ()),
     ("adam-step-not-in-state-dict", "StepNotSavedAdam", "Adam", "float32", ()),
     ("sgd-nesterov-sign", "NesterovSignSGD", "SGD-nesterov", "float32", ()),
@@ -131,7 +131,7 @@ BUGGY = [
     ("sgd-writes-grad", "GradWritingSGD", "SGD", "float32", ()),
     ("rmsprop-centered-uncentered", "UncenteredRMSprop", "RMSprop", "float32", ()),
     ("rmsprop-abs-second-moment", "AbsSecondMomentRMSprop", "RMSprop", "float32", ()),
-    ("adagrad-lr-decay-off-by-one", "LrDecayOffByOneAdagrad", "Adagrad", "float32", ("sparse",)),
+    ("adagrad-lr-decay-off-by-one", "LrDecayOffByOneAdagrad", "Adagrad", "bfloat16", ("sparse",)),
 ]
 
 # the checks that judge no step on valid input under ulp: bad input, and the reported distance

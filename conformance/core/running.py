@@ -53,13 +53,18 @@ def compare_states(
             same = torch.equal(va, ve) if isinstance(ve, Tensor) else va == ve
             if not same:
                 ctx.fail(f"{at}, param_groups[{k}][{key!r}]", f"{va!r} != {ve!r}")
-    if set(a["state"]) != set(e["state"]):
+    if ctx.subject.bitwise and set(a["state"]) != set(e["state"]):
         ctx.fail(f"{at}, state", f"params {sorted(a['state'])} != {sorted(e['state'])}")
+    # Under ``ulp`` which params hold state, and under which keys, is torch's convention (a
+    # textbook SGD may keep a zero momentum buffer at momentum 0): the spec checks judge the
+    # state the spec names; here the values both sides keep are compared.
     for i, se in e["state"].items():
-        sa = a["state"][i]
-        if set(sa) != set(se):
+        sa = a["state"].get(i, {})
+        if ctx.subject.bitwise and set(sa) != set(se):
             ctx.fail(f"{at}, state[{i}]", f"keys {sorted(sa)} != expected {sorted(se)}")
         for key, ve in se.items():
+            if key not in sa:
+                continue
             worst = max(worst, compare_value(ctx, f"{at}, state[{i}][{key!r}]", sa[key], ve, bound))
     return worst
 
