@@ -271,7 +271,10 @@ def test_a_random_order_evaluation_stays_within_the_allowance(name, dtype, data)
                 out_dtype,
             ).numpy()
             limit = allowance.total(automatic.scale_spacing(value, before, out_dtype))
-            assert np.all(err <= limit), (spec.name, key, err, limit, group)
+            # where the walker's radius is not finite the judge hands the element to the
+            # torch-order bound (vs_spec's fallback): nothing of the automatic bound to test
+            judged = np.isfinite(limit)
+            assert np.all(err[judged] <= limit[judged]), (spec.name, key, err, limit, group)
 
 
 def test_every_elementwise_rule_has_an_automatic_bound():

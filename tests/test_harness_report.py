@@ -266,8 +266,8 @@ _SPY = """
 import json, sys
 import numpy as np, pytest, torch
 from conformance.core.ulp import scaled_ulp_error, spacing
-from conformance.kinds import vs_spec
-seen, judge_scaled = [], vs_spec.assert_scaled
+from conformance.kinds import spec_step
+seen, judge_scaled = [], spec_step.assert_scaled
 def spy(ctx, what, actual, exact, ref, dtype, bound, absolute=0.0, **kw):
     a, e = np.asarray(actual, np.float64), np.asarray(exact, np.float64)
     r = np.broadcast_to(np.asarray(ref, np.float64), e.shape)
@@ -277,7 +277,7 @@ def spy(ctx, what, actual, exact, ref, dtype, bound, absolute=0.0, **kw):
     allowed = np.broadcast_to(allowed, e.shape)
     seen.extend(zip(err.ravel().tolist(), allowed.ravel().tolist()))
     return judge_scaled(ctx, what, actual, exact, ref, dtype, bound, absolute, **kw)
-vs_spec.assert_scaled = spy
+spec_step.assert_scaled = spy
 code = pytest.main(sys.argv[2:])
 json.dump(seen, open(sys.argv[1], "w"))
 sys.exit(code)

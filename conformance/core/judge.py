@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import math
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -32,6 +33,16 @@ from conformance.core.ulp import max_or_zero, scaled_ulp_error, spacing, ulp_dis
 
 class ConformanceError(AssertionError):
     pass
+
+
+@functools.cache
+def _failure_kind(check: str, where: str) -> type[ConformanceError]:
+    """One ConformanceError subclass per check and place of disagreement (indices blanked: a
+    param's element 3 and element 40 are the same place). Hypothesis tells failures apart by
+    exception type and raising line, and every disagreement is raised here: without this, the
+    simplest failure found (a skipped step that creates state) would be the only one reported,
+    and hide another (a vector body computed wrongly) that the same run found."""
+    return type("ConformanceError", (ConformanceError,), {"where": f"{check}: {where}"})
 
 
 class BothRaised(Exception):
@@ -163,7 +174,7 @@ class Context:
     def fail(self, what: str, detail: str) -> None:
         c = self.case
         groups = [{k: v for k, v in g.items() if k != "params"} for g in c.groups]
-        raise ConformanceError(
+        raise _failure_kind(self.check, re.sub(r"\d+", "#", what))(
             f"{self.check}: {self.subject.label} (as {self.entry.name}, {self.subject.contract} "
             f"contract) disagrees with {self.reference}\n"
             f"  dtype={c.dtype} device={c.device} foreach={c.foreach} "
