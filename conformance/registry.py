@@ -91,6 +91,10 @@ class Entry:
     # the step takes GradScaler's ``grad_scale``/``found_inf`` (set by conformance.subject for a
     # fused path): the spec checks draw them (``strategies.cases``)
     grad_scaling: bool = False
+    # torch's class documents betas as 0-d tensors too (its for-loop path and capturable one;
+    # its plain foreach path refuses them): the torch and spec checks draw them
+    # (``strategies.cases``), which is the only way to reach a tensor beta's own branch
+    tensor_betas: bool = False
 
     @property
     def impl(self):
@@ -245,6 +249,7 @@ REGISTRY: tuple[Entry, ...] = (
         domains.adam_state,
         spec_bound=bounds.adam,
         spec_underflow=bounds.adam_underflow,
+        tensor_betas=True,
         complex_ulp=4,
         divergences=(
             _COMPLEX_ARITHMETIC.format(
@@ -259,6 +264,7 @@ REGISTRY: tuple[Entry, ...] = (
         domains.adam_state,
         spec_bound=bounds.adamw,
         spec_underflow=bounds.adamw_underflow,
+        tensor_betas=True,
     ),
     Entry(
         "Adamax",

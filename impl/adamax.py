@@ -29,15 +29,17 @@ def adamax_update(
 ) -> None:
     if maximize:
         grads = ops.neg(grads)
-    ops.increment_(steps)
     if weight_decay != 0:
         grads = ops.add(grads, params, alpha=weight_decay)
     params, grads, exp_avgs, exp_infs = ops.as_real(params, grads, exp_avgs, exp_infs)
+    # |g| + eps before any state moves: an eps the foreach op refuses (a 1-element tensor)
+    # raises with the state as it was, where torch's foreach path has counted the step
+    norms = ops.abs(grads)
+    ops.add_scalar_(norms, eps)  # eps inside the max: u never drops below eps
+    ops.increment_(steps)
 
     ops.lerp_(exp_avgs, grads, 1 - beta1)
     ops.mul_(exp_infs, beta2)
-    norms = ops.abs(grads)
-    ops.add_scalar_(norms, eps)  # eps inside the max: u never drops below eps
     ops.maximum_(exp_infs, norms)
 
     lr = ops.lr_for_step_sizes(lr)
