@@ -60,14 +60,25 @@ def scalars(dtype: torch.dtype, *, lo=None, hi=None, nonneg=False, subnormals=Fa
 
 @functools.cache
 def arrays(dtype: torch.dtype, shape: tuple, **kw) -> st.SearchStrategy[np.ndarray]:
-    """float64 arrays of ``dtype`` values (complex: a trailing axis of 2 for ``view_as_real``)."""
+    """float64 arrays of ``dtype`` values (complex: a trailing axis of 2 for ``view_as_real``).
+    A vector-sized array (more than ``MOTIF`` elements) repeats a drawn motif of ``MOTIF``
+    elements: every lane of a SIMD body and of its tail holds a drawn value, at the cost of
+    ``MOTIF`` draws instead of hundreds (which took most of the ``torch`` rows' time)."""
     if dtype.is_complex:
         shape = (*shape, 2)
     real = real_dtype(dtype)
     numpy_dtype = _NUMPY.get(real, np.float32)  # bfloat16 values are exact in float32
-    return hnp.arrays(numpy_dtype, shape, elements=scalars(real, **kw)).map(
-        lambda a: a.astype(np.float64)
-    )
+    size = math.prod(shape)
+    drawn = (MOTIF,) if size > MOTIF else shape
+    values = hnp.arrays(numpy_dtype, drawn, elements=scalars(real, **kw))
+    if size > MOTIF:
+        return values.map(lambda m: np.resize(m, size).reshape(shape).astype(np.float64))
+    return values.map(lambda a: a.astype(np.float64))
+
+
+# A prime, so that a repeated motif puts different values in the same lane of consecutive
+# vectors of 8, 16, 32 or 64 lanes
+MOTIF = 17
 
 
 def shapes(
