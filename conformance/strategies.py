@@ -71,9 +71,13 @@ def arrays(dtype: torch.dtype, shape: tuple, **kw) -> st.SearchStrategy[np.ndarr
     size = math.prod(shape)
     drawn = (MOTIF,) if size > MOTIF else shape
     values = hnp.arrays(numpy_dtype, drawn, elements=scalars(real, **kw))
-    if size > MOTIF:
-        return values.map(lambda m: np.resize(m, size).reshape(shape).astype(np.float64))
+    if size > MOTIF:  # a partial, not a lambda: Hypothesis then prints the array it made
+        return values.map(functools.partial(_tiled, size=size, shape=shape))
     return values.map(lambda a: a.astype(np.float64))
+
+
+def _tiled(motif: np.ndarray, *, size: int, shape: tuple) -> np.ndarray:
+    return np.resize(motif, size).reshape(shape).astype(np.float64)
 
 
 # A prime, so that a repeated motif puts different values in the same lane of consecutive
