@@ -192,3 +192,15 @@ def test_a_refusal_that_loses_nothing_where_torch_keeps_a_half_step_passes():
         torch_foreach=True,
     )
     checks.CHECKS["errors"](Subject(entry.impl, entry), case, {"eps": "torch.tensor([0.1])"})
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+@given(data=st.data())
+def test_lbfgs_budgets_are_never_drawn_unbounded(data):
+    """max_eval = 1e300 gives the line search 1e300 evaluations, which a NaN can make it spend:
+    bad budgets are drawn, but never inf or 1e300 (bad_input.BUDGETS)."""
+    entry = registry.BY_NAME["LBFGS"]
+    strategy = bad_input.bad_hyperparameter(entry, "float32", "cpu", keys=("max_eval", "max_iter"))
+    case, defaults = data.draw(strategy)
+    drawn = [g.get(k) for g in case.groups for k in bad_input.BUDGETS] + list(defaults.values())
+    assert not any(v in bad_input.UNBOUNDED for v in drawn), f"an unbounded budget: {drawn}"
