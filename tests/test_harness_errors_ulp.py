@@ -539,6 +539,23 @@ def test_a_nan_gradient_may_be_skipped_but_not_replaced():
         checks.CHECKS["errors"](_ulp(NanAsZeroAdam, "Adam"), moving)
 
 
+def test_a_nan_gradient_with_a_per_tensor_state_is_judged():
+    """NAdam keeps mu_product, one value per param: the elements a NaN reaches are a per-element
+    mask, which a per-tensor output reads as 'any' (it raised a numpy broadcast error)."""
+    import impl
+
+    group = {"lr": 1.0, "betas": (0.9, 0.999), "eps": 1e-08, "weight_decay": 0.0}
+    case = Case(
+        dtype="float32",
+        device="cpu",
+        params=[P(np.array([0.5, 0.25]), "contiguous")],
+        groups=[{**group, "momentum_decay": 0.004, "maximize": False, "params": [0]}],
+        state={},
+        grads=[[np.array([math.nan, 0.5])], [np.array([0.5, 0.5])]],
+    )
+    checks.CHECKS["errors"](Subject(impl.NAdam, registry.BY_NAME["NAdam"], contract="ulp"), case)
+
+
 class NanAsZeroAdam(TextbookAdam):
     """Reads a NaN gradient as 0 (``nan_to_num``), as some gradient-clipping code does."""
 

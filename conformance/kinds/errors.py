@@ -659,8 +659,10 @@ def _wrong_class(
     if skipped is not None:
         before, reached = skipped
         before = np.broadcast_to(np.asarray(before, np.float64), a.shape)
+        if np.shape(reached) != a.shape:  # a per-tensor output (NAdam's mu_product): any
+            reached = np.broadcast_to(np.any(reached), a.shape)
         same = (a == before) & (np.signbit(a) == np.signbit(before))
-        ok |= np.isnan(e) & np.broadcast_to(reached, a.shape) & same
+        ok |= np.isnan(e) & reached & same
     if kept is not None:
         before, untouched = kept
         before = np.broadcast_to(np.asarray(before, np.float64), a.shape)
