@@ -363,6 +363,8 @@ def _refusal(ctx, at: str, err_a, err_e, case: Case, defaults: dict, judged: boo
     if err_a is None:
         if _outside_domain(ctx.entry, case, defaults) is None or _holds_tensor(case, defaults):
             return True  # torch cannot compute what the spec defines (lr=1e300 in float16)
+        if not isinstance(err_e, REFUSALS):
+            return True  # torch's arithmetic crashed (1 - beta1**2 = 0 for beta1 = -1): no refusal
         ctx.fail(at, f"accepted input that torch.optim refuses: raised None, expected {err_e!r}")
     if not isinstance(err_a, REFUSALS) and type(err_a) is not type(err_e):
         ctx.fail(
@@ -481,6 +483,7 @@ def _judge_by_spec(ctx, case: Case, t: int, inputs, subject_side, torch_side, bo
                 for form, values in also
             ]
             undefined = _outside_spec_domain(spec, hyper)
+            overflows = _may_overflow(given, hyper, dtype)
             actual = {"param": to_numpy(p), **spec_step.spec_state(oa.state.get(p, {}))}
             theirs = {"param": to_numpy(pe[i]), **spec_step.spec_state(oe.state.get(pe[i], {}))}
             untouched = spec_step.untouched_by(case, t, i)
@@ -495,6 +498,7 @@ def _judge_by_spec(ctx, case: Case, t: int, inputs, subject_side, torch_side, bo
                     [other.get(key) for other in also],
                     undefined,
                     (given.get(key, 0.0), nan_reached),
+                    overflows,
                 )
                 for key, value in exact.items()
                 if key != "step" and key in actual
@@ -532,6 +536,21 @@ def _unreached(inputs: dict) -> np.ndarray:
         a = np.asarray(np.nan if value is None else value, np.float64)
         kept &= np.isfinite(a) if a.shape == shape else bool(np.isfinite(a).all())
     return kept
+
+
+def _may_overflow(inputs: dict, hyper: dict, dtype) -> np.ndarray:
+    """Mask of the elements where a hyperparameter times an input exceeds the dtype's range
+    (lr = 1e300 times a gradient of 1e9): an op order that forms that product first (torch's
+    lr * m_hat, a textbook's) overflows where the spec's order does not."""
+    shape = np.shape(inputs["param"])
+    largest = np.zeros(shape)
+    for value in inputs.values():
+        if value is not None:
+            a = np.abs(np.asarray(value, np.float64))
+            largest = np.fmax(largest, a if a.shape == shape else np.nanmax(a, initial=0.0))
+    scale = max((abs(float(v)) for v in hyper.values() if math.isfinite(float(v))), default=0.0)
+    with np.errstate(over="ignore", invalid="ignore"):
+        return largest * scale > torch.finfo(dtype).max
 
 
 def _reached_by_nan(inputs: dict) -> np.ndarray:
@@ -626,7 +645,15 @@ _ZERO_DROPPED: dict = {}
 
 
 def _wrong_class(
-    key: str, actual, exact, torch_value, kept=None, also=(), undefined=False, skipped=None
+    key: str,
+    actual,
+    exact,
+    torch_value,
+    kept=None,
+    also=(),
+    undefined=False,
+    skipped=None,
+    overflows=None,
 ) -> str:
     """Each element's class against the exact value's, over the extended reals: finite where
     the math is finite; not finite where it is not, and where both are infinities, of the same
@@ -643,7 +670,9 @@ def _wrong_class(
     reaches): a NaN is no number of the extended reals, so the math gives no value there, and
     the subject may say so with NaN or skip the element, keeping its value (losing nothing, as
     GradScaler's skipped step does; torch's Rprop does, finding 31); another finite value is
-    wrong. ``kept``: the
+    wrong. ``overflows``: the elements where a hyperparameter times an input is beyond the
+    dtype's range (``_may_overflow``), where an infinity of the exact value's sign passes.
+    ``kept``: the
     value before the step at the elements a sparse gradient does not name, which the subject
     may keep as they were (its step does not touch them; the dense math may: lr = nan times 0
     is NaN; a fresh state's value before is 0). Returns what is wrong ("" if nothing), with
@@ -656,6 +685,11 @@ def _wrong_class(
             ok |= _same_class(a, np.broadcast_to(np.asarray(other, np.float64), a.shape))
     if undefined:
         ok |= np.isnan(a)
+    if overflows is not None:
+        over = np.broadcast_to(np.any(overflows), a.shape)
+        if np.shape(overflows) == a.shape:
+            over = overflows
+        ok |= over & np.isinf(a) & (np.sign(a) == np.sign(e))
     if skipped is not None:
         before, reached = skipped
         before = np.broadcast_to(np.asarray(before, np.float64), a.shape)
