@@ -24,7 +24,6 @@ def test_matches_torch(target, data):
             target.device,
             subnormals=True,
             tensor_lr=target.subject.takes("tensor_lr"),
-            tensor_betas=target.subject.takes("tensor_betas"),
         ),
         label="case",
     )
