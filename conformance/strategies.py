@@ -60,14 +60,29 @@ def scalars(dtype: torch.dtype, *, lo=None, hi=None, nonneg=False, subnormals=Fa
 
 @functools.cache
 def arrays(dtype: torch.dtype, shape: tuple, **kw) -> st.SearchStrategy[np.ndarray]:
-    """float64 arrays of ``dtype`` values (complex: a trailing axis of 2 for ``view_as_real``)."""
+    """float64 arrays of ``dtype`` values (complex: a trailing axis of 2 for ``view_as_real``).
+    A vector-sized array (more than ``MOTIF`` elements) repeats a drawn motif of ``MOTIF``
+    elements: every lane of a SIMD body and of its tail holds a drawn value, at the cost of
+    ``MOTIF`` draws instead of hundreds (which took most of the ``torch`` rows' time)."""
     if dtype.is_complex:
         shape = (*shape, 2)
     real = real_dtype(dtype)
     numpy_dtype = _NUMPY.get(real, np.float32)  # bfloat16 values are exact in float32
-    return hnp.arrays(numpy_dtype, shape, elements=scalars(real, **kw)).map(
-        lambda a: a.astype(np.float64)
-    )
+    size = math.prod(shape)
+    drawn = (MOTIF,) if size > MOTIF else shape
+    values = hnp.arrays(numpy_dtype, drawn, elements=scalars(real, **kw))
+    if size > MOTIF:  # a partial, not a lambda: Hypothesis then prints the array it made
+        return values.map(functools.partial(_tiled, size=size, shape=shape))
+    return values.map(lambda a: a.astype(np.float64))
+
+
+def _tiled(motif: np.ndarray, *, size: int, shape: tuple) -> np.ndarray:
+    return np.resize(motif, size).reshape(shape).astype(np.float64)
+
+
+# A prime, so that a repeated motif puts different values in the same lane of consecutive
+# vectors of 8, 16, 32 or 64 lanes
+MOTIF = 17
 
 
 def shapes(
@@ -193,12 +208,15 @@ def cases(
     layouts: bool = True,
     sparse: bool = True,
     tensor_lr: bool = True,
+    tensor_betas: bool = False,
 ) -> Case:
     """A whole case for ``entry``: params (several, several groups), hyperparameters from
     ``entry.hyperparameters``, an arbitrary valid starting state and a gradient sequence with
     some gradients ``None`` (and sparse ones where ``entry.sparse_grads`` allows, unless
     ``sparse=False``; SparseAdam's are sparse whatever it says). ``tensor_lr=False``: never a
-    tensor lr (a subject that lacks it)."""
+    tensor lr (a subject that lacks it). ``tensor_betas=True``: betas as 0-d tensors, one case in
+    two, where ``entry.tensor_betas`` (the torch and spec checks ask; a subject that lacks
+    them does not)."""
     dtype, purpose = DTYPES[dtype_name], Purpose(purpose)
     # vs spec: one sign for params, gradients and momentum-like state, so that no sum in the
     # update cancels (see registry: the one-step bounds hold where the update is well conditioned)
@@ -321,9 +339,31 @@ def cases(
     # rejects it on some foreach paths, which the torch check turns into error parity
     tensor_lr = tensor_lr and purpose is Purpose.TORCH and draw(st.booleans(), label="tensor_lr")
     case = Case(dtype_name, device, ps, groups, state, grads, foreach, torch_foreach, tensor_lr)
+    # torch's plain foreach path refuses tensor betas; its for-loop path casts them into the
+    # param's dtype, so they are drawn as values every dtype holds (8 significant bits)
+    if (
+        tensor_betas
+        and entry.tensor_betas
+        and True not in (foreach, torch_foreach)
+        and draw(st.booleans(), label="tensor_betas")
+    ):
+        held = [
+            {**g, "betas": tuple(map(_eight_bits, g["betas"]))} if "betas" in g else g
+            for g in case.groups
+        ]
+        case = case.replace(groups=held, tensor_betas=True)
     if entry.grad_scaling and purpose.against_spec and draw(st.integers(0, 2), label="amp") == 2:
         case = draw(grad_scaled(case, **kw_range), label="GradScaler")
     return case
+
+
+def _eight_bits(beta: float) -> float:
+    """``beta`` rounded toward zero to 8 significant bits (exact in bfloat16, float16 and up;
+    toward zero keeps a rate below 1 below 1)."""
+    if beta == 0:
+        return 0.0
+    mantissa, exponent = math.frexp(beta)
+    return math.ldexp(math.floor(mantissa * 256) / 256, exponent)
 
 
 @st.composite

@@ -244,6 +244,7 @@ CAPABILITIES = {
     "closure": "step(closure)",
     "groups": "a second param group",
     "tensor_lr": "a tensor lr",
+    "tensor_betas": "tensor betas",
 }
 # the checks that exist to test one capability: a subject that lacks it skips their rows
 POINT_OF_CHECK = {"sparse_rows": "sparse", "complex_as_real": "complex"}
@@ -268,6 +269,7 @@ def _drawn(entry, capability: str) -> bool:
         "closure": not entry.objective,
         "groups": entry.max_groups > 1,
         "tensor_lr": True,
+        "tensor_betas": entry.tensor_betas,
     }[capability]
 
 
@@ -284,6 +286,8 @@ def _points(check: str, dtype: str, case=None) -> list[str]:
             points.append("groups")
         if case.tensor_lr:
             points.append("tensor_lr")
+        if case.tensor_betas:
+            points.append("tensor_betas")
     return list(dict.fromkeys(points))
 
 
@@ -299,7 +303,17 @@ def _probe_closure(params, sparse: bool):
 
 
 def _step_once(
-    cls, kwargs, dtype, device, entry, *, sparse=False, groups=1, tensor_lr=False, closure=False
+    cls,
+    kwargs,
+    dtype,
+    device,
+    entry,
+    *,
+    sparse=False,
+    groups=1,
+    tensor_lr=False,
+    tensor_betas=False,
+    closure=False,
 ) -> None:
     """One step on tiny params, one per param group, as a case would build them (a tensor lr
     in each group, as ``Case.param_groups`` sets it); raises what the subject raises. A param
@@ -314,6 +328,10 @@ def _step_once(
     if tensor_lr:
         lr = cls([torch.zeros_like(params[0])], **kwargs).param_groups[0]["lr"]
         param_groups = [{**g, "lr": torch.tensor(lr, dtype=torch.float32)} for g in param_groups]
+    if tensor_betas:  # as Case.param_groups sets them
+        betas = cls([torch.zeros_like(params[0])], **kwargs).param_groups[0]["betas"]
+        held = tuple(torch.tensor(float(b), dtype=torch.float64) for b in betas)
+        param_groups = [{**g, "betas": held} for g in param_groups]
     opt = cls(param_groups, **kwargs)
     _set_grads(params, sparse)
     opt.step(
@@ -339,6 +357,7 @@ _TRIES = {
     "closure": {"closure": True},
     "groups": {"groups": 2},
     "tensor_lr": {"tensor_lr": True},
+    "tensor_betas": {"tensor_betas": True},
 }
 
 

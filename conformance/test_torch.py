@@ -24,6 +24,7 @@ def test_matches_torch(target, data):
             target.device,
             subnormals=True,
             tensor_lr=target.subject.takes("tensor_lr"),
+            tensor_betas=target.subject.takes("tensor_betas"),
         ),
         label="case",
     )

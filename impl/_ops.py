@@ -118,6 +118,10 @@ class ForLoopOps:
             x.div_(v)
 
     @staticmethod
+    def div(xs, value: ScalarOrPerTensor) -> list[Tensor]:
+        return [x / v for x, v in zip(xs, _per_tensor(value, len(xs)))]
+
+    @staticmethod
     def lerp_(xs, ys, weight: ScalarOrPerTensor) -> None:
         for x, y, w in zip(xs, ys, _per_tensor(weight, len(xs))):
             x.lerp_(y, w)
@@ -307,6 +311,10 @@ class ForeachOps:
     @staticmethod
     def div_(xs, value: ScalarOrPerTensor) -> None:
         torch._foreach_div_(xs, value)
+
+    @staticmethod
+    def div(xs, value: ScalarOrPerTensor) -> list[Tensor]:
+        return list(torch._foreach_div(xs, value))
 
     @staticmethod
     def lerp_(xs, ys, weight: ScalarOrPerTensor) -> None:

@@ -69,7 +69,12 @@ def adam_update(
     else:
         second_moments = exp_avg_sqs
     denom = ops.sqrt(second_moments)
-    ops.div_(denom, bias_correction2_sqrt)
+    if isinstance(beta2, Tensor):
+        # torch divides out of place: a 0-d param's quotient by the 0-d tensor sqrt(1 - beta2^t)
+        # promotes to beta2's dtype (in place, it would round into the param's)
+        denom = ops.div(denom, bias_correction2_sqrt)
+    else:
+        ops.div_(denom, bias_correction2_sqrt)
     ops.add_scalar_(denom, eps)
     ops.addcdiv_(params, exp_avgs, denom, value=neg_step_size)
 

@@ -29,15 +29,22 @@ def adamax_update(
 ) -> None:
     if maximize:
         grads = ops.neg(grads)
-    ops.increment_(steps)
+    ops.increment_(steps)  # first, as torch: a weight decay that overflows raises after it
     if weight_decay != 0:
         grads = ops.add(grads, params, alpha=weight_decay)
     params, grads, exp_avgs, exp_infs = ops.as_real(params, grads, exp_avgs, exp_infs)
+    # |g| + eps before the moments move: an eps the foreach op refuses (a 1-element tensor)
+    # raises with the count taken back, where torch's foreach path keeps its half step
+    norms = ops.abs(grads)
+    try:
+        ops.add_scalar_(norms, eps)  # eps inside the max: u never drops below eps
+    except RuntimeError:
+        for step in steps:
+            step -= 1
+        raise
 
     ops.lerp_(exp_avgs, grads, 1 - beta1)
     ops.mul_(exp_infs, beta2)
-    norms = ops.abs(grads)
-    ops.add_scalar_(norms, eps)  # eps inside the max: u never drops below eps
     ops.maximum_(exp_infs, norms)
 
     lr = ops.lr_for_step_sizes(lr)

@@ -1,6 +1,6 @@
 """Capabilities a subject may lack (sparse gradients, complex params, step(closure), a second
-param group, a tensor lr) are declared, not failed: found by trying, honoured by the draws, and
-a run fails on a lack only where nobody declared it (docs/harness.md#refusals).
+param group, a tensor lr, tensor betas) are declared, not failed: found by trying, honoured by
+the draws, and a run fails on a lack only where nobody declared it (docs/harness.md#refusals).
 
 The audits run in a subprocess, as a user runs them (tests/test_harness_refusals.py's runner),
 on subjects written here in a plain textbook op order.
@@ -75,6 +75,16 @@ class OneGroupSGD(torch.optim.SGD):
         super().add_param_group(param_group)
 
 
+class FloatBetasAdam(torch.optim.Adam):
+    """torch's Adam that refuses betas given as tensors, as most libraries' Adams do."""
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        if any(torch.is_tensor(b) for group in self.param_groups for b in group["betas"]):
+            raise TypeError("FloatBetasAdam takes float betas only")
+        return super().step(closure)
+
+
 HERE = "tests.test_harness_capabilities"
 # the checks that draw what these subjects lack (the spec check draws sparse gradients and two
 # groups where torch takes them) and one that does not: enough to see the draws honour a lack
@@ -114,6 +124,7 @@ def _output(done) -> str:
     [
         ("DenseOnlyAdagrad", "Adagrad", "sparse", "takes dense gradients only"),
         ("OneGroupSGD", "SGD", "groups", "takes one param group"),
+        ("FloatBetasAdam", "Adam", "tensor_betas", "takes float betas only"),
     ],
 )
 def test_a_lack_found_by_trying_fails_the_run_until_declared(

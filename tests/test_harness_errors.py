@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import HealthCheck, Phase, find, given, settings
 from hypothesis import strategies as st
 
 from conformance import bad_input, checks, registry
+from conformance.core.case import Case, P
 from conformance.core.judge import ConformanceError
 from conformance.subject import Subject
 
@@ -171,3 +173,34 @@ def test_nan_and_tensor_values_replay_in_plain_torch():
     script = "\n".join(line[4:] for line in plain.splitlines())
     with pytest.raises(ValueError, match="lr must be >= 0, got nan"):
         exec(script, {"__name__": "repro"})
+
+
+def test_a_refusal_that_loses_nothing_where_torch_keeps_a_half_step_passes():
+    """torch's foreach Adamax refuses eps=torch.tensor([0.1]) after it has counted the step and
+    moved both moments; impl refuses before (its zero first-step state aside). Under
+    ``bitwise`` the subject ends where torch ends or changes nothing; a subject that keeps
+    another half step than torch's is still caught
+    (``test_a_refused_step_that_changes_params_is_caught``)."""
+    entry = registry.BY_NAME["Adamax"]
+    case = Case(
+        "float64",
+        "cpu",
+        [P(np.array([1.0, 1.0]))],
+        [{"lr": 1.0, "params": [0]}],
+        grads=[[np.array([0.5, 0.5])]],
+        foreach=True,
+        torch_foreach=True,
+    )
+    checks.CHECKS["errors"](Subject(entry.impl, entry), case, {"eps": "torch.tensor([0.1])"})
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+@given(data=st.data())
+def test_lbfgs_budgets_are_never_drawn_unbounded(data):
+    """max_eval = 1e300 gives the line search 1e300 evaluations, which a NaN can make it spend:
+    bad budgets are drawn, but never inf or 1e300 (bad_input.BUDGETS)."""
+    entry = registry.BY_NAME["LBFGS"]
+    strategy = bad_input.bad_hyperparameter(entry, "float32", "cpu", keys=("max_eval", "max_iter"))
+    case, defaults = data.draw(strategy)
+    drawn = [g.get(k) for g in case.groups for k in bad_input.BUDGETS] + list(defaults.values())
+    assert not any(v in bad_input.UNBOUNDED for v in drawn), f"an unbounded budget: {drawn}"

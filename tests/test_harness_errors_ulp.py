@@ -156,6 +156,33 @@ class CountingFirstAdam(TextbookAdam):
         super().update(p, group)
 
 
+class SetsUpFirstAdam(TextbookAdam):
+    """Sets up a fresh (zero) state, then refuses a negative lr found in a param group, as
+    torch's classes set up their state before their update validates its input."""
+
+    counts_before_refusing = False
+
+    def update(self, p, group):
+        state = self.state[p]
+        if not state:
+            state["step"] = torch.tensor(0.0)
+            state["exp_avg"] = torch.zeros_like(p)
+            state["exp_avg_sq"] = torch.zeros_like(p)
+        if self.counts_before_refusing:
+            state["step"] += 1
+        if not float(group["lr"]) >= 0:
+            raise ValueError(f"lr out of range: {group['lr']}")
+        if self.counts_before_refusing:
+            state["step"] -= 1
+        super().update(p, group)
+
+
+class CountsFreshAdam(SetsUpFirstAdam):
+    """Sets up a fresh state and counts the step before it refuses: step 1 is a change."""
+
+    counts_before_refusing = True
+
+
 class TextbookSGD(torch.optim.Optimizer):
     """SGD with momentum, dense throughout: b = mu*b + (1 - tau)*d (b = d at first),
     p -= lr * (d + mu*b if nesterov else b)."""
@@ -412,6 +439,143 @@ def test_a_refusal_that_changes_state_fails():
             bad.replace(state={0: {"step": 3.0, "exp_avg": [0.1, 0.1], "exp_avg_sq": [0.1, 0.1]}}),
         )
     assert entry.name == "Adam"
+
+
+def test_a_refusal_that_only_sets_up_a_fresh_state_changes_nothing():
+    """A zero state where there was none is what the next first step starts from: nothing the
+    math can see changed (torch's own classes do this). A refusal that then counts it fails."""
+    case = _inf_with_beta1_zero("float32").replace(grads=[[np.array([0.5, 0.5])]] * 2)
+    bad = case.replace(groups=[{**case.groups[0], "lr": -1.0}])
+    checks.CHECKS["errors"](_ulp(SetsUpFirstAdam, "Adam"), bad)
+    with pytest.raises(ConformanceError, match=r"step 1 \(refused\), state: params with state"):
+        checks.CHECKS["errors"](_ulp(CountsFreshAdam, "Adam"), bad)
+
+
+def _lr_beyond_float32() -> Case:
+    """RAdam with lr = 1e300 on float32 params and a zero first gradient: the exact step is 0,
+    and lr held in float32 is inf, so inf * 0 is NaN (torch's Adam refuses this lr; RAdam's
+    unrectified first step takes it)."""
+    group = {"lr": 1e300, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.0}
+    return Case(
+        dtype="float32",
+        device="cpu",
+        params=[P(np.array([0.5, 0.25]), "contiguous")],
+        groups=[{**group, "maximize": False, "decoupled_weight_decay": False, "params": [0]}],
+        state={},
+        grads=[[np.array([0.0, 0.0])]],
+    )
+
+
+def test_a_hyperparameter_the_dtype_cannot_hold_may_be_held_as_the_dtype_holds_it():
+    """docs/bounds.md's model rounds a scalar operand into the dtype; lr = 1e300 is inf there.
+    torch's and impl's NaN passes; a NaN where the lr the dtype holds gives a finite value
+    does not."""
+    import impl
+
+    case = _lr_beyond_float32()
+    checks.CHECKS["errors"](Subject(impl.RAdam, registry.BY_NAME["RAdam"], contract="ulp"), case)
+    theirs = torch.optim.RAdam([q := case.make_params()[0]], **_kwargs(case), foreach=False)
+    q.grad = case.make_grads(0)[0]
+    theirs.step()
+    assert torch.isnan(q).all(), f"torch's lr*0 is no longer NaN: {q}"
+    adam = {**_inf_with_beta1_zero("float32").groups[0], "lr": 1e30, "betas": (0.9, 0.999)}
+    representable = case.replace(groups=[adam])
+    with pytest.raises(ConformanceError, match=r"param element \(0,\): exact value .*\(finite\)"):
+        checks.CHECKS["errors"](_ulp(NanStepAdam, "Adam"), representable)
+
+
+class NanStepAdam(TextbookAdam):
+    """Multiplies its step by an lr overflowed on purpose: NaN where the step is 0."""
+
+    def update(self, p, group):
+        super().update(p, {**group, "lr": math.inf})
+
+
+def test_outside_the_spec_domain_nan_says_undefined():
+    """eps = -1 set in a param group (torch validates its constructor's eps only): the spec's
+    sqrt(v + eps) is undefined, though SymPy's simplified acc_delta reads finite; impl's and
+    torch's NaN pass. Inside the domain the same NaN fails."""
+    import impl
+
+    entry = registry.BY_NAME["Adadelta"]
+    group = {"lr": 1.0, "rho": 0.9, "eps": -1.0, "weight_decay": 0.0, "maximize": False}
+    case = Case(
+        dtype="float32",
+        device="cpu",
+        params=[P(np.array([0.0]), "contiguous")],
+        groups=[{**group, "params": [0]}],
+        state={0: {"step": 1.0, "square_avg": [0.0], "acc_delta": [0.0]}},
+        grads=[[np.array([0.0])]],
+    )
+    subject = Subject(impl.Adadelta, entry, contract="ulp")
+    checks.CHECKS["errors"](subject, case)
+    inside = case.replace(groups=[{**group, "eps": 1.0, "params": [0]}])
+    with pytest.raises(ConformanceError, match=r"exact value .*\(finite\), actual .*nan"):
+        checks.CHECKS["errors"](_ulp(UndefinedAdadelta, "Adadelta"), inside)
+
+
+def test_a_nan_gradient_may_be_skipped_but_not_replaced():
+    """A NaN is no number: the math gives the param no value. torch's Rprop keeps the param
+    (torch.sign(nan) is 0: finding 31) and passes; an Adam that reads NaN as a zero gradient
+    moves the param by its momentum, a finite value the math does not give, and fails."""
+    import impl
+
+    rprop = Case(
+        dtype="float32",
+        device="cpu",
+        params=[P(np.array([0.5, 0.25]), "contiguous")],
+        groups=[{"lr": 0.01, "etas": (0.5, 1.2), "step_sizes": (1e-6, 1.0), "params": [0]}],
+        state={0: {"step": 1.0, "prev": [0.5, 0.5], "step_size": [0.01, 0.01]}},
+        grads=[[np.array([math.nan, 0.5])]],
+    )
+    checks.CHECKS["errors"](Subject(impl.Rprop, registry.BY_NAME["Rprop"], contract="ulp"), rprop)
+    case = _inf_with_beta1_zero("float32")
+    moving = case.replace(
+        groups=[{**case.groups[0], "betas": (0.9, 0.999)}],
+        state={0: {"step": 3.0, "exp_avg": [0.1, 0.1], "exp_avg_sq": [0.1, 0.1]}},
+        grads=[[np.array([math.nan, 0.5])]],
+    )
+    with pytest.raises(ConformanceError, match=r"exact value .*\(NaN\), actual .*\d"):
+        checks.CHECKS["errors"](_ulp(NanAsZeroAdam, "Adam"), moving)
+
+
+def test_a_nan_gradient_with_a_per_tensor_state_is_judged():
+    """NAdam keeps mu_product, one value per param: the elements a NaN reaches are a per-element
+    mask, which a per-tensor output reads as 'any' (it raised a numpy broadcast error)."""
+    import impl
+
+    group = {"lr": 1.0, "betas": (0.9, 0.999), "eps": 1e-08, "weight_decay": 0.0}
+    case = Case(
+        dtype="float32",
+        device="cpu",
+        params=[P(np.array([0.5, 0.25]), "contiguous")],
+        groups=[{**group, "momentum_decay": 0.004, "maximize": False, "params": [0]}],
+        state={},
+        grads=[[np.array([math.nan, 0.5])], [np.array([0.5, 0.5])]],
+    )
+    checks.CHECKS["errors"](Subject(impl.NAdam, registry.BY_NAME["NAdam"], contract="ulp"), case)
+
+
+class NanAsZeroAdam(TextbookAdam):
+    """Reads a NaN gradient as 0 (``nan_to_num``), as some gradient-clipping code does."""
+
+    def update(self, p, group):
+        given = p.grad
+        p.grad = given.nan_to_num(nan=0.0)
+        try:
+            super().update(p, group)
+        finally:
+            p.grad = given
+
+
+class UndefinedAdadelta(torch.optim.Adadelta):
+    """torch's Adadelta that writes NaN into acc_delta after each step."""
+
+    def step(self, closure=None):
+        loss = super().step(closure)
+        for state in self.state.values():
+            state["acc_delta"].fill_(math.nan)
+        return loss
 
 
 # -- the torch and maximize rows under ulp ---------------------------------------------------

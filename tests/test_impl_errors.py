@@ -223,3 +223,21 @@ def test_tensor_betas_on_the_foreach_path_raise_torchs_error(name):
             opt.step()
         errors.append((type(info.value), str(info.value)))
     assert errors[1] == errors[0]
+
+
+def test_adamax_foreach_refuses_a_one_element_eps_before_counting_the_step():
+    """torch's foreach Adamax adds eps with _foreach_add_, which refuses a 1-element tensor,
+    after it has counted the step and moved both moments. impl raises torch's error with the
+    moments and the count as they were (the zero state a first step sets up stays, as torch's)."""
+    errors, ends = [], []
+    for module in (torch.optim, impl):
+        p = torch.ones(3, dtype=torch.float64)
+        p.grad = torch.full((3,), 0.5, dtype=torch.float64)
+        opt = module.Adamax([p], eps=torch.tensor([0.1]), foreach=True)
+        with pytest.raises(RuntimeError) as info:
+            opt.step()
+        errors.append(str(info.value))
+        ends.append({k: v.tolist() for k, v in opt.state[p].items()})
+    assert errors[1] == errors[0]
+    assert ends[1] == {"step": 0.0, "exp_avg": [0.0] * 3, "exp_inf": [0.0] * 3}, ends[1]
+    assert ends[0]["step"] == 1.0, f"torch's foreach Adamax no longer counts first: {ends[0]}"

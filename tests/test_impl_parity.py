@@ -11,6 +11,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+import impl
 from tests._bitwise import assert_bitwise_equal, assert_state_dicts_bitwise_equal
 from tests._torch_pairs import (
     OPTIMIZER_NAMES,
@@ -83,10 +84,34 @@ def test_tensor_lr_matches_torch(name, flags, foreach, dtype):
     assert_same_trajectory(name, flags, dtype, foreach=foreach, lr=torch.tensor(0.05))
 
 
+@pytest.mark.parametrize("amsgrad", [False, True], ids=["plain", "amsgrad"])
+@pytest.mark.parametrize("beta_dtype", [torch.float32, torch.float64], ids=str)
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32, torch.float64], ids=str)
 @pytest.mark.parametrize("name", ["Adam", "AdamW"])
-def test_tensor_betas_match_torch(name):
-    flags = {"betas": (torch.tensor(0.8), torch.tensor(0.95)), "amsgrad": True}
-    assert_same_trajectory(name, flags, torch.float32, foreach=False)
+def test_tensor_betas_match_torch(name, dtype, beta_dtype, amsgrad):
+    """Betas of another dtype than the params': torch divides out of place, so on the 0-d
+    param the quotient promotes to the betas' dtype (0-d with 0-d)."""
+    betas = (torch.tensor(0.8, dtype=beta_dtype), torch.tensor(0.95, dtype=beta_dtype))
+    assert_same_trajectory(name, {"betas": betas, "amsgrad": amsgrad}, dtype, foreach=False)
+
+
+@pytest.mark.parametrize("name", ["Adam", "AdamW"])
+def test_float64_tensor_betas_on_a_bfloat16_scalar_param_match_torch(name):
+    """The conformance torch row's case: a 0-d bfloat16 param at its second step with float64
+    betas, where sqrt(v) / sqrt(1 - beta2^t) rounded into bfloat16 moves the param 1 ULP."""
+    ends = []
+    for module in (torch.optim, impl):
+        p = torch.zeros((), dtype=torch.bfloat16)
+        betas = tuple(torch.tensor(b, dtype=torch.float64) for b in (0.8984375, 0.99609375))
+        opt = getattr(module, name)([p], lr=0.654296875, betas=betas, weight_decay=0.0)
+        moments = {k: torch.zeros((), dtype=torch.bfloat16) for k in ("exp_avg", "exp_avg_sq")}
+        opt.load_state_dict(
+            {**opt.state_dict(), "state": {0: {"step": torch.tensor(1.0), **moments}}}
+        )
+        p.grad = torch.ones((), dtype=torch.bfloat16)
+        opt.step()
+        ends.append(p.item())
+    assert ends[1] == ends[0], f"impl {ends[1]} != torch {ends[0]}"
 
 
 @pytest.mark.parametrize("foreach", PATHS)

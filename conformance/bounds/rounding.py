@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 
@@ -12,5 +14,8 @@ def unit_roundoff(dtype: torch.dtype) -> float:
 
 def gamma(k: float, dtype: torch.dtype) -> float:
     """``gamma_k / u``: the relative error of ``k`` compounded roundings, in units of ``u``
-    (Higham, *Accuracy and Stability of Numerical Algorithms*, Lemma 3.1)."""
-    return k / (1 - k * unit_roundoff(dtype))
+    (Higham, *Accuracy and Stability of Numerical Algorithms*, Lemma 3.1). inf where
+    ``k u >= 1``: the lemma bounds nothing there (a caller judging by it must rule such cases
+    out, as ``factored_moments`` does for a bfloat16 RMS over hundreds of elements)."""
+    u = unit_roundoff(dtype)
+    return k / (1 - k * u) if k * u < 1 else math.inf

@@ -208,6 +208,8 @@ class Case:
       ``Sparse``: a sparse COO gradient);
     - ``foreach``/``torch_foreach``: the path for impl and for torch.optim;
     - ``tensor_lr``: pass each group's lr as a float32 0-d tensor, as torch allows;
+    - ``tensor_betas``: pass each group's betas as float64 0-d tensors, as torch's Adam and
+      AdamW allow (drawn with values every dtype holds exactly: ``strategies.cases``);
     - ``objective``: for optimizers that step with a closure (LBFGS), the loss the closure
       evaluates; ``grads`` then only sets the number of steps (every entry ``None``);
     - ``placements``: the distributed check's layout of each param on its gloo mesh;
@@ -232,6 +234,7 @@ class Case:
     placements: tuple[str, ...] | None = None
     grad_scale: float | None = None
     found_inf: tuple[float, ...] = ()
+    tensor_betas: bool = False
 
     def __repr__(self) -> str:
         def arr(a):
@@ -260,6 +263,7 @@ class Case:
             f"     state={state_src},\n     grads={grads}],\n"
             f"     foreach={self.foreach!r}, torch_foreach={self.torch_foreach!r},"
             f" tensor_lr={self.tensor_lr!r}"
+            + (", tensor_betas=True" if self.tensor_betas else "")
             + ("" if self.objective is None else f",\n     objective={self.objective!r}")
             + ("" if self.placements is None else f",\n     placements={self.placements!r}")
             + (
@@ -336,6 +340,8 @@ class Case:
             g = dict(g)
             if self.tensor_lr:
                 g["lr"] = torch.tensor(g["lr"], dtype=torch.float32)
+            if self.tensor_betas:
+                g["betas"] = tuple(torch.tensor(b, dtype=torch.float64) for b in g["betas"])
             g["params"] = [params[i] for i in g["params"]]
             groups.append(g)
         return groups

@@ -178,7 +178,9 @@ class Context:
             f"{self.check}: {self.subject.label} (as {self.entry.name}, {self.subject.contract} "
             f"contract) disagrees with {self.reference}\n"
             f"  dtype={c.dtype} device={c.device} foreach={c.foreach} "
-            f"torch_foreach={c.torch_foreach} tensor_lr={c.tensor_lr}\n"
+            f"torch_foreach={c.torch_foreach} tensor_lr={c.tensor_lr}"
+            + (" tensor_betas=True" if c.tensor_betas else "")
+            + "\n"
             f"  hyperparameters per group: {groups}\n"
             f"  at {what}: {detail}\n"
             f"Reproduce in plain torch:\n{repro.plain_torch(self.runs, self.case, what)}"

@@ -55,7 +55,7 @@ def G(g, like):
 
 
 def run(cls, kwargs, dtype, device, params, groups, state, grads, tensor_lr=False,
-        grad_scale=None, found_inf=()):
+        grad_scale=None, found_inf=(), tensor_betas=False):
     """``grads`` as set on p.grad; with a ``grad_scale``, they are the scaled gradients and each
     step first gets GradScaler's ``grad_scale``/``found_inf`` attributes, as its fused path reads
     them."""
@@ -65,6 +65,8 @@ def run(cls, kwargs, dtype, device, params, groups, state, grads, tensor_lr=Fals
             {
                 **{k: v for k, v in g.items() if k != "params"},
                 **({"lr": torch.tensor(g["lr"])} if tensor_lr else {}),
+                **({"betas": tuple(torch.tensor(b, dtype=torch.float64) for b in g["betas"])}
+                   if tensor_betas else {}),
                 "params": [params[i] for i in g["params"]],
             }
             for g in groups
@@ -142,6 +144,7 @@ def _call(run: dict) -> str:
         f"    tensor_lr={c.tensor_lr!r}"
         + ("" if c.grad_scale is None else f", grad_scale={c.grad_scale!r}")
         + ("" if c.grad_scale is None else f", found_inf={c.found_inf[: c.steps]!r}")
+        + (", tensor_betas=True" if c.tensor_betas else "")
         + ")"
     )
 

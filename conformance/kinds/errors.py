@@ -101,14 +101,21 @@ def _snapshot(params: list[Tensor], opt) -> tuple:
     return [_bits(p) for p in params], state
 
 
-def _change(before: tuple, params: list[Tensor], opt) -> tuple[str, str] | None:
+def _change(before: tuple, params: list[Tensor], opt, zeros_are_fresh=False) -> tuple | None:
     """The first param or state entry that differs from the snapshot ``before``, bit for bit
-    (NaNs included), as (where, what), or None."""
+    (NaNs included), as (where, what), or None. ``zeros_are_fresh`` (the ulp contract): a state
+    entry that appeared holding only zeros (step 0, zero moments: the state a first step starts
+    from, which torch's classes set up before their update validates its input) changes nothing
+    the math can see."""
     params_before, state_before = before
     params_after, state_after = _snapshot(params, opt)
     for i, (x, y) in enumerate(zip(params_after, params_before, strict=True)):
         if not torch.equal(x, y):
             return f"param {i}", "changed"
+    if zeros_are_fresh:
+        state_after = {
+            i: s for i, s in state_after.items() if i in state_before or not _all_zero(s)
+        }
     if state_after.keys() != state_before.keys():
         return "state", f"params with state {sorted(state_after)}, before {sorted(state_before)}"
     for i, sb in state_before.items():
@@ -120,6 +127,11 @@ def _change(before: tuple, params: list[Tensor], opt) -> tuple[str, str] | None:
             if not _equal(va, vb):
                 return f"state[{i}][{key!r}]", "changed"
     return None
+
+
+def _all_zero(entry: dict) -> bool:
+    """Every value of a snapshot state entry is zero (as bits: -0.0 is not a fresh zero)."""
+    return all(bool((v == 0).all()) if isinstance(v, Tensor) else v == 0 for v in entry.values())
 
 
 def assert_same_nonfinite(ctx: Context, what: str, actual: Tensor, expected: Tensor) -> None:
@@ -202,7 +214,8 @@ def errors_like_reference(subject, case: Case, defaults: dict | None = None) -> 
     unless torch's refused step changes them too (torch 2.13 raises "value cannot be converted
     to type float without overflow" for a hyperparameter such as lr=1e300 on float32 params
     *after* it has counted the step and updated some state): then the bitwise subject must end
-    where torch ends, and the ulp subject is not judged on it.
+    where torch ends or change nothing (a fresh zero state aside), and the ulp subject is not
+    judged on it.
     ``defaults``: constructor arguments of both optimizers (a bad hyperparameter passed where
     torch's constructor validates it)."""
     defaults = dict(defaults or {})
@@ -261,7 +274,10 @@ def errors_like_reference(subject, case: Case, defaults: dict | None = None) -> 
                 change = _change(before, pa, oa)
                 if change is not None and _change(before_e, pe, oe) is None:
                     _fail_changed(ctx, t, change, err_a)
-                if change is not None:  # torch's own refused step changed state too: no more
+                # torch's own refused step changed state too: the subject ends where torch
+                # ends, or loses nothing (a fresh zero state aside: impl's Adamax validates
+                # eps before it counts the step, torch's foreach path after)
+                if change is not None and _change(before, pa, oa, zeros_are_fresh=True):
                     _compare_bad(ctx, t, pa, pe, oa, oe, bound, ignore)
                 raise
             worst = max(worst, _compare_bad(ctx, t, pa, pe, oa, oe, bound, ignore))
@@ -308,7 +324,7 @@ def _judge_ulp(ctx, case: Case, defaults: dict, subject_run, reference_run, judg
         if _refusal(ctx, f"step {t + 1}", err_a, err_e, case, defaults, judged):
             # only a step the subject refused must change nothing: one it took where torch
             # refused input the spec defines moved the param as the spec says
-            change = None if err_a is None else _change(before, pa, oa)
+            change = None if err_a is None else _change(before, pa, oa, zeros_are_fresh=True)
             if change is not None and (err_e is None or _change(before_e, pe, oe) is None):
                 torch_did = "(torch.optim accepted the step)" if err_e is None else ""
                 _fail_changed(ctx, t, change, err_a, torch_did)
@@ -347,6 +363,8 @@ def _refusal(ctx, at: str, err_a, err_e, case: Case, defaults: dict, judged: boo
     if err_a is None:
         if _outside_domain(ctx.entry, case, defaults) is None or _holds_tensor(case, defaults):
             return True  # torch cannot compute what the spec defines (lr=1e300 in float16)
+        if not isinstance(err_e, REFUSALS):
+            return True  # torch's arithmetic crashed (1 - beta1**2 = 0 for beta1 = -1): no refusal
         ctx.fail(at, f"accepted input that torch.optim refuses: raised None, expected {err_e!r}")
     if not isinstance(err_a, REFUSALS) and type(err_a) is not type(err_e):
         ctx.fail(
@@ -459,14 +477,17 @@ def _judge_by_spec(ctx, case: Case, t: int, inputs, subject_side, torch_side, bo
             where = f"step {t + 1}, param {i}"
             state_before = {k: v for k, v in given.items() if k not in ("param", "grad")}
             exact = spec.step_exact(given["param"], given["grad"], state_before, hyper, dtype)
-            terse = _without_zero_terms(spec, hyper)
-            if terse is not None and not _unreached(given).all():
-                terse = terse.step_exact(given["param"], given["grad"], state_before, hyper, dtype)
-            else:
-                terse = exact
+            also = _also_the_math(spec, hyper, dtype, given)
+            also = [
+                form.step_exact(given["param"], given["grad"], state_before, values, dtype)
+                for form, values in also
+            ]
+            undefined = _outside_spec_domain(spec, hyper)
+            overflows = _may_overflow(given, hyper, dtype)
             actual = {"param": to_numpy(p), **spec_step.spec_state(oa.state.get(p, {}))}
             theirs = {"param": to_numpy(pe[i]), **spec_step.spec_state(oe.state.get(pe[i], {}))}
             untouched = spec_step.untouched_by(case, t, i)
+            nan_reached = _reached_by_nan(given)
             wrong = [
                 _wrong_class(
                     key,
@@ -474,7 +495,10 @@ def _judge_by_spec(ctx, case: Case, t: int, inputs, subject_side, torch_side, bo
                     value,
                     theirs.get(key),
                     None if untouched is None else (given.get(key, 0.0), untouched),
-                    terse.get(key),
+                    [other.get(key) for other in also],
+                    undefined,
+                    (given.get(key, 0.0), nan_reached),
+                    overflows,
                 )
                 for key, value in exact.items()
                 if key != "step" and key in actual
@@ -514,6 +538,31 @@ def _unreached(inputs: dict) -> np.ndarray:
     return kept
 
 
+def _may_overflow(inputs: dict, hyper: dict, dtype) -> np.ndarray:
+    """Mask of the elements where a hyperparameter times an input exceeds the dtype's range
+    (lr = 1e300 times a gradient of 1e9): an op order that forms that product first (torch's
+    lr * m_hat, a textbook's) overflows where the spec's order does not."""
+    shape = np.shape(inputs["param"])
+    largest = np.zeros(shape)
+    for value in inputs.values():
+        if value is not None:
+            a = np.abs(np.asarray(value, np.float64))
+            largest = np.fmax(largest, a if a.shape == shape else np.nanmax(a, initial=0.0))
+    scale = max((abs(float(v)) for v in hyper.values() if math.isfinite(float(v))), default=0.0)
+    with np.errstate(over="ignore", invalid="ignore"):
+        return largest * scale > torch.finfo(dtype).max
+
+
+def _reached_by_nan(inputs: dict) -> np.ndarray:
+    """Mask of the param's elements a NaN input (param, gradient, state) reaches."""
+    shape = np.shape(inputs["param"])
+    reached = np.zeros(shape, bool)
+    for value in inputs.values():
+        a = np.asarray(np.nan if value is None else value, np.float64)
+        reached |= np.isnan(a) if a.shape == shape else bool(np.isnan(a).any())
+    return reached
+
+
 def _part(values: dict, kept: np.ndarray) -> dict:
     """Each per-element array at the ``kept`` elements (flat); per-tensor values as they are."""
     return {
@@ -532,6 +581,42 @@ _CLASSES = ("finite", "NaN", "+inf", "-inf")
 
 def _class(x: np.ndarray) -> np.ndarray:
     return np.isnan(x) + 2 * np.isposinf(x) + 3 * np.isneginf(x)
+
+
+def _also_the_math(spec, hyper: dict, dtype, given: dict) -> list[tuple]:
+    """The other evaluations of the spec an implementation of it may compute, as (spec, hyper)
+    pairs, each judged by class as the literal spec is: the spec with its zero
+    hyperparameters' terms dropped (``_without_zero_terms``; only where a non-finite input
+    makes the difference), and the spec with each hyperparameter held in the param's dtype
+    where that changes its class (``_held_in_dtype``: docs/bounds.md's model rounds a scalar
+    operand into the dtype, so lr=1e300 on float32 params is inf there, and inf times a zero
+    moment is NaN where the exact product is 0)."""
+    forms = []
+    terse = _without_zero_terms(spec, hyper)
+    if terse is not None and not _unreached(given).all():
+        forms.append((terse, hyper))
+    held = _held_in_dtype(spec, hyper, dtype)
+    if held is not None:
+        forms.append((spec, held))
+    return forms
+
+
+def _held_in_dtype(spec, hyper: dict, dtype) -> dict | None:
+    """``hyper`` with every hyperparameter rounded into ``dtype`` (a real torch dtype), or None
+    where no value changes class by it (overflow to an infinity, underflow to zero)."""
+    held, changed = dict(hyper), False
+    for h in spec.hypers:
+        value = float(hyper.get(h.name, h.default))
+        rounded = float(torch.tensor(value, dtype=torch.float64).to(dtype))
+        if math.isfinite(value) and (not math.isfinite(rounded) or (value != 0) != (rounded != 0)):
+            held[h.name], changed = rounded, True
+    return held if changed else None
+
+
+def _outside_spec_domain(spec, hyper: dict) -> bool:
+    """Whether a hyperparameter lies outside its ``Hyper.domain`` (a group's own value: torch
+    validates only its constructor's arguments, so eps=-1 in a param group is taken)."""
+    return any(not _in_domain(h.domain, float(hyper.get(h.name, h.default))) for h in spec.hypers)
 
 
 def _without_zero_terms(spec, hyper: dict):
@@ -559,15 +644,35 @@ def _without_zero_terms(spec, hyper: dict):
 _ZERO_DROPPED: dict = {}
 
 
-def _wrong_class(key: str, actual, exact, torch_value, kept=None, terse=None) -> str:
+def _wrong_class(
+    key: str,
+    actual,
+    exact,
+    torch_value,
+    kept=None,
+    also=(),
+    undefined=False,
+    skipped=None,
+    overflows=None,
+) -> str:
     """Each element's class against the exact value's, over the extended reals: finite where
     the math is finite; not finite where it is not, and where both are infinities, of the same
     sign. NaN and an infinity stand for each other, as IEEE op orders of the same math differ
     there: torch's lerp computes m + w*(g - m) as g - (g - m)*(1 - w), NaN at g = -inf, w = 1
     where the math gives -inf; and the spec's g + wd*p is NaN at p = -inf, wd = 0 (0*inf) where
-    an implementation that skips a zero weight decay keeps -inf; ``terse``, the spec with its
-    zero hyperparameters' terms dropped, says what such an implementation gives (a finite
-    momentum buffer after a NaN param, wd = 0), and matching it passes too. ``kept``: the
+    an implementation that skips a zero weight decay keeps -inf; ``also``, the other
+    evaluations of the math (``_also_the_math``: zero terms dropped, a hyperparameter held in
+    the dtype), say what such implementations give, and matching one passes too.
+    ``undefined``: a hyperparameter is outside the spec's domain, where the math says nothing
+    (the spec's expressions are simplified on its domain: SymPy writes sqrt(x)**2 as x, so
+    eps = -1 leaves a finite value where the square root is undefined): NaN, "undefined",
+    passes there too. ``skipped``: (the value before the step, the elements a NaN input
+    reaches): a NaN is no number of the extended reals, so the math gives no value there, and
+    the subject may say so with NaN or skip the element, keeping its value (losing nothing, as
+    GradScaler's skipped step does; torch's Rprop does, finding 31); another finite value is
+    wrong. ``overflows``: the elements where a hyperparameter times an input is beyond the
+    dtype's range (``_may_overflow``), where an infinity of the exact value's sign passes.
+    ``kept``: the
     value before the step at the elements a sparse gradient does not name, which the subject
     may keep as they were (its step does not touch them; the dense math may: lr = nan times 0
     is NaN; a fresh state's value before is 0). Returns what is wrong ("" if nothing), with
@@ -575,8 +680,23 @@ def _wrong_class(key: str, actual, exact, torch_value, kept=None, terse=None) ->
     a = np.asarray(actual, np.float64)
     e = np.broadcast_to(np.asarray(exact, np.float64), a.shape)
     ok = _same_class(a, e)
-    if terse is not None:  # the spec with its zero hyperparameters' terms dropped
-        ok |= _same_class(a, np.broadcast_to(np.asarray(terse, np.float64), a.shape))
+    for other in also:
+        if other is not None:
+            ok |= _same_class(a, np.broadcast_to(np.asarray(other, np.float64), a.shape))
+    if undefined:
+        ok |= np.isnan(a)
+    if overflows is not None:
+        over = np.broadcast_to(np.any(overflows), a.shape)
+        if np.shape(overflows) == a.shape:
+            over = overflows
+        ok |= over & np.isinf(a) & (np.sign(a) == np.sign(e))
+    if skipped is not None:
+        before, reached = skipped
+        before = np.broadcast_to(np.asarray(before, np.float64), a.shape)
+        if np.shape(reached) != a.shape:  # a per-tensor output (NAdam's mu_product): any
+            reached = np.broadcast_to(np.any(reached), a.shape)
+        same = (a == before) & (np.signbit(a) == np.signbit(before))
+        ok |= np.isnan(e) & reached & same
     if kept is not None:
         before, untouched = kept
         before = np.broadcast_to(np.asarray(before, np.float64), a.shape)
