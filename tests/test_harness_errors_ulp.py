@@ -491,6 +491,34 @@ class NanStepAdam(TextbookAdam):
         super().update(p, {**group, "lr": math.inf})
 
 
+def _decay_beyond_float64(param: float) -> Case:
+    """Adam in float64 with weight_decay = 1e300 (torch validates it >= 0 only) and a zero
+    gradient: g = wd*p, and the exact step is p - lr*sign(p)."""
+    group = {**_inf_with_beta1_zero("float64").groups[0], "lr": 1.0, "betas": (0.9, 0.999)}
+    return Case(
+        dtype="float64",
+        device="cpu",
+        params=[P(np.array([param]), "contiguous")],
+        groups=[{**group, "weight_decay": 1e300}],
+        state={},
+        grads=[[np.array([0.0])]],
+    )
+
+
+def test_an_overflowed_product_may_end_in_nan():
+    """wd*p = 1e300 * 1.8e8 is beyond float64: g is inf, and Adam's m/sqrt(v) is inf/inf. The
+    exact step is finite (p - 1), but no op order that forms wd*p first reaches it: the textbook
+    class's NaN passes, as torch's. Where wd*p fits (p = 1e7), the same NaN fails."""
+    case = _decay_beyond_float64(179769314.0)
+    checks.CHECKS["errors"](_ulp(TextbookAdam, "Adam"), case)
+    theirs = torch.optim.Adam([q := case.make_params()[0]], **_kwargs(case), foreach=False)
+    q.grad = case.make_grads(0)[0]
+    theirs.step()
+    assert torch.isnan(q).all(), f"torch's step is no longer NaN: {q}"
+    with pytest.raises(ConformanceError, match=r"param element \(0,\): exact value .*\(finite\)"):
+        checks.CHECKS["errors"](_ulp(NanStepAdam, "Adam"), _decay_beyond_float64(1e7))
+
+
 def test_outside_the_spec_domain_nan_says_undefined():
     """eps = -1 set in a param group (torch validates its constructor's eps only): the spec's
     sqrt(v + eps) is undefined, though SymPy's simplified acc_delta reads finite; impl's and

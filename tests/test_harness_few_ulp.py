@@ -140,9 +140,9 @@ FEW_ULP = [
 ]
 
 
-def _caught_or_none(subject, check, dtype):
+def _caught_or_none(subject, check, dtype, max_examples=300):
     try:
-        return _caught(subject, check, dtype)
+        return _caught(subject, check, dtype, max_examples)
     except NoSuchExample:
         return None
 
@@ -160,7 +160,10 @@ def test_few_ulp_bug_is_caught_bitwise(name, bug, dtype):
             "planted bug does"
         )
     subject = Subject(bug, registry.BY_NAME[name], contract="bitwise")
-    assert _caught_or_none(subject, "torch", dtype) is not None
+    # a half-ULP difference shows only in a few drawn cases (TwoRoundingMomentumSGD: momentum,
+    # a dampening whose 1 - tau is inexact, a carried buffer and torch's for-loop path, about
+    # 6% of them); the search stops at the first it finds
+    assert _caught_or_none(subject, "torch", dtype, max_examples=1000) is not None
 
 
 @pytest.mark.parametrize(

@@ -459,7 +459,7 @@ def _nonzero_inputs(case) -> int:
     return sum(int(np.count_nonzero(np.asarray(a))) for a in arrays)
 
 
-def _caught(subject, check, dtype):
+def _caught(subject, check, dtype, max_examples=300):
     strategy = strategies.cases(
         subject.entry,
         dtype,
@@ -480,7 +480,7 @@ def _caught(subject, check, dtype):
         strategy,
         fails,
         settings=settings(
-            max_examples=300,
+            max_examples=max_examples,
             database=None,
             derandomize=True,
             deadline=None,

@@ -174,8 +174,9 @@ def _dump(params, opt):
     return {
         "params": [_values(p) for p in params],
         "grads": [_values(p.grad) for p in params],
-        "state": [{k: _values(v) for k, v in s.items() if torch.is_tensor(v)}
-                  for s in opt.state.values()],
+        # per param, in the params' order: a param without a gradient has no state
+        "state": [{k: _values(v) for k, v in opt.state.get(p, {}).items() if torch.is_tensor(v)}
+                  for p in params],
     }
 runs = {n: _dump(globals()[n + "_params"], globals()[n + "_opt"])
         for n in "ab" if n + "_params" in globals()}

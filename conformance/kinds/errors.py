@@ -671,7 +671,8 @@ def _wrong_class(
     the subject may say so with NaN or skip the element, keeping its value (losing nothing, as
     GradScaler's skipped step does; torch's Rprop does, finding 31); another finite value is
     wrong. ``overflows``: the elements where a hyperparameter times an input is beyond the
-    dtype's range (``_may_overflow``), where an infinity of the exact value's sign passes.
+    dtype's range (``_may_overflow``), where an infinity of the exact value's sign or NaN
+    passes.
     ``kept``: the
     value before the step at the elements a sparse gradient does not name, which the subject
     may keep as they were (its step does not touch them; the dense math may: lr = nan times 0
@@ -689,7 +690,9 @@ def _wrong_class(
         over = np.broadcast_to(np.any(overflows), a.shape)
         if np.shape(overflows) == a.shape:
             over = overflows
-        ok |= over & np.isinf(a) & (np.sign(a) == np.sign(e))
+        # the overflowed intermediate is an infinity; what the op order makes of it next is an
+        # infinity or NaN (inf/inf: Adam's m/sqrt(v) once g = wd*p overflowed; torch's too)
+        ok |= over & (np.isnan(a) | np.isinf(a) & (np.sign(a) == np.sign(e)))
     if skipped is not None:
         before, reached = skipped
         before = np.broadcast_to(np.asarray(before, np.float64), a.shape)
