@@ -670,9 +670,14 @@ def nadam_underflow(group, before, exact, dtype):
     return {"param": param, "exp_avg": dm, "exp_avg_sq": dv}
 
 
+# the absolute terms' key for the elements where torch's own op order leaves the automatic
+# bound's model (an intermediate overflows): the torch-order bound judges torch and impl there
+BEYOND_AUTOMATIC = "beyond automatic"
+
+
 def radam_underflow(group, before, exact, dtype):
     # unrectified: q = (lr/bc1)*m' (m' rounded: h; two products: h each); rectified: times
-    # rect*sqrt(bc2)/(sqrt(v') + eps), the quotient terms
+    # rect*sqrt(bc2)/(sqrt(v') + eps), the quotient terms, and the foreach path's overflow
     h = _h(dtype)
     beta1, beta2 = group["betas"]
     _, _, dm, dv = _moments_underflow(group, before, exact, dtype)
@@ -689,11 +694,23 @@ def radam_underflow(group, before, exact, dtype):
         den_err = _sqrt_shift(exact["exp_avg_sq"], dv + h) + 2 * h
         q = factor * exact["exp_avg"] / den
         param = _quotient_terms(q, factor * (dm + h) + 3 * h, den, den_err, eps, h)
+        # torch's foreach path forms round(den/S) in the dtype: beyond its range that is inf,
+        # 1/inf is 0, and the whole step q is lost (float16: S < den/65504, e.g. lr = 1e-4
+        # just past the rectification threshold, where rect is small)
+        info = torch.finfo(dtype)
+        with np.errstate(divide="ignore", over="ignore"):
+            overflows = (den + den_err) * (1 + info.eps) / factor > info.max
+        param = param + np.where(overflows, np.abs(q), 0.0)
     else:
-        param = scale * (dm + h) + 2 * h
+        param, overflows = scale * (dm + h) + 2 * h, False
     if group["decoupled_weight_decay"] and group["weight_decay"]:
         param = param + h
-    return {"param": param, "exp_avg": dm, "exp_avg_sq": dv}
+    return {
+        "param": param,
+        "exp_avg": dm,
+        "exp_avg_sq": dv,
+        BEYOND_AUTOMATIC: {"param": overflows},
+    }
 
 
 def adamw_underflow(group, before, exact, dtype):

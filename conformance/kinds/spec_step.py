@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from conformance.bounds import automatic
+from conformance.bounds import automatic, torch_order
 from conformance.core.case import Case, Sparse, to_numpy
 from conformance.core.judge import assert_scaled
 
@@ -99,11 +99,15 @@ def element_allowances(subject, group, spec_hyper, dtype, inputs, exact) -> dict
     (``conformance.bounds.automatic``, derived from the spec for any implementation) judges;
     for torch's and impl's classes the hand-derived torch-order bound judges each element where
     it is tighter. Where the walker has no rule (complex dtypes, an unsupported node) or its
-    bound is not finite at an element, the torch-order bound judges there."""
+    bound is not finite at an element, the torch-order bound judges there, and for torch's and
+    impl's classes where an intermediate of torch's order overflows (``BEYOND_AUTOMATIC``)."""
     entry, (spec, hyper) = subject.entry, spec_hyper
     state_before = {k: v for k, v in inputs.items() if k not in ("param", "grad")}
     hand = entry.spec_bound(group, inputs, dtype)
-    underflow = entry.spec_underflow(group, inputs, exact, dtype)
+    underflow = dict(entry.spec_underflow(group, inputs, exact, dtype))
+    # elements where an intermediate of torch's op order overflows, which the automatic model
+    # (no overflow) does not describe
+    beyond = underflow.pop(torch_order.BEYOND_AUTOMATIC, {})
     try:
         auto = automatic.allowance(
             spec, inputs["param"], inputs["grad"], state_before, hyper, dtype, exact
@@ -129,7 +133,7 @@ def element_allowances(subject, group, spec_hyper, dtype, inputs, exact) -> dict
         theirs = hand_bound + hand_absolute / spacing
         use_hand = ~np.isfinite(mine)
         if reads_torch_order(subject):
-            use_hand |= theirs < mine
+            use_hand |= (theirs < mine) | np.broadcast_to(beyond.get(key, False), shape)
         source = (
             "torch-order"
             if use_hand.all()
