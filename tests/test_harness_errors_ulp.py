@@ -645,3 +645,44 @@ def test_a_maximize_that_steps_downhill_fails():
         strategies.cases(subject.entry, "float16", "cpu", purpose="invariant").map(lambda c: (c,)),
     )
     assert "maximize:" in message, message
+
+
+def _adagrad_foreach_bfloat16(lr_decay: float) -> Case:
+    """Step 2 of torch's foreach Adagrad in bfloat16 (the 2026-12-08 mutation baseline's case,
+    shrunk to one motif of 17 elements)."""
+    grad = np.zeros(17)
+    grad[16] = 4.458563631096791e17
+    group = {"lr": 0.559661907406482, "lr_decay": lr_decay, "weight_decay": 0.0, "eps": 0.0625}
+    return Case(
+        dtype="bfloat16",
+        device="cpu",
+        params=[P(np.zeros(17), "contiguous")],
+        groups=[{**group, "initial_accumulator_value": 0.0, "maximize": False, "params": [0]}],
+        state={0: {"step": 1.0, "sum": np.zeros(17)}},
+        grads=[[grad]],
+        foreach=True,
+        torch_foreach=True,
+    )
+
+
+def test_maximize_with_a_per_step_rounded_clr_is_not_judged():
+    """With lr_decay, torch's foreach maximize rounds each step's clr into bfloat16, which no
+    minimizing group reproduces: impl (torch's path) is 2 ULP off the exact negation. The
+    example is rejected under ulp as under bitwise; without lr_decay it is judged, and passes."""
+    import impl
+    from hypothesis.errors import UnsatisfiedAssumption
+
+    subject = Subject(impl.Adagrad, registry.BY_NAME["Adagrad"], contract="ulp")
+    with pytest.raises(UnsatisfiedAssumption):
+        checks.CHECKS["maximize"](subject, _adagrad_foreach_bfloat16(0.3627847693841681))
+    checks.CHECKS["maximize"](subject, _adagrad_foreach_bfloat16(0.0))
+    case = _adagrad_foreach_bfloat16(0.3627847693841681)
+    steps = []
+    for maximize, sign in ((True, -1), (False, 1)):
+        group = {**_kwargs(case), "maximize": maximize}
+        opt = torch.optim.Adagrad([p := case.make_params()[0]], **group, foreach=True)
+        opt.state[p] = {"step": torch.tensor(1.0), "sum": torch.zeros(17, dtype=p.dtype)}
+        p.grad = sign * case.make_grads(0)[0]
+        opt.step()
+        steps.append(float(p[16]))
+    assert steps[0] != steps[1], f"torch's foreach maximize no longer rounds clr: {steps}"
