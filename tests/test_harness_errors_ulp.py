@@ -669,8 +669,9 @@ def test_maximize_with_a_per_step_rounded_clr_is_not_judged():
     """With lr_decay, torch's foreach maximize rounds each step's clr into bfloat16, which no
     minimizing group reproduces: impl (torch's path) is 2 ULP off the exact negation. The
     example is rejected under ulp as under bitwise; without lr_decay it is judged, and passes."""
-    import impl
     from hypothesis.errors import UnsatisfiedAssumption
+
+    import impl
 
     subject = Subject(impl.Adagrad, registry.BY_NAME["Adagrad"], contract="ulp")
     with pytest.raises(UnsatisfiedAssumption):
